@@ -1,0 +1,91 @@
+"""The provider activity: render one message and hand it to one destination's provider.
+
+One activity per destination, so Temporal's retry policy retries only the destination that
+failed. Provider failures become `ApplicationError`s whose type names the kind of failure
+(`PermanentDeliveryError` is non-retryable; `ThrottledDeliveryError` carries the provider's
+Retry-After as the next retry delay) and whose details tell the workflow which attempt this was.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.providers.base import (
+    DeliveryError,
+    PermanentDeliveryError,
+    Provider,
+    ThrottledDeliveryError,
+)
+from activities.providers.registry import SETTINGS_HINT
+from activities.rendering import InlineRenderer, RenderedMessage
+from tidings.models import Channel, Content, DeliveryInput, DeliveryResult, Recipient
+
+log = logging.getLogger(__name__)
+
+
+class RenderError(Exception):
+    """The content cannot be rendered for this channel (missing variable, unknown template)."""
+
+
+class Renderer(Protocol):
+    def render(self, content: Content, recipient: Recipient, channel: Channel) -> RenderedMessage: ...
+
+
+def failure_details(error: DeliveryError | RenderError, attempt: int) -> dict[str, Any]:
+    details: dict[str, Any] = {"attempt": attempt, "kind": getattr(error, "kind", "permanent")}
+    if isinstance(error, PermanentDeliveryError):
+        details["deactivate_device"] = error.deactivate_device
+        if error.provider_timestamp:
+            details["provider_timestamp"] = error.provider_timestamp.isoformat()
+    return details
+
+
+class DeliveryActivities:
+    def __init__(self, providers: dict[str, Provider], renderer: Renderer | None = None) -> None:
+        self._providers = providers
+        self._renderer: Renderer = renderer or InlineRenderer()
+
+    @activity.defn(name="deliver")
+    async def deliver(self, delivery: DeliveryInput) -> DeliveryResult:
+        attempt = activity.info().attempt
+        destination = delivery.destination
+        provider = self._providers.get(destination.provider)
+        if provider is None:
+            hint = SETTINGS_HINT.get(destination.provider, f"the {destination.provider} section")
+            raise ApplicationError(
+                f"provider {destination.provider!r} is not configured on this worker; set {hint}",
+                {"attempt": attempt, "kind": "permanent"},
+                type="ProviderNotConfigured",
+                non_retryable=True,
+            )
+        try:
+            message = self._renderer.render(delivery.content, delivery.recipient, destination.channel)
+            receipt = await provider.send(delivery, message)
+        except RenderError as exc:
+            raise ApplicationError(
+                f"cannot render content: {exc}", failure_details(exc, attempt), type="RenderError",
+                non_retryable=True,
+            ) from None
+        except ThrottledDeliveryError as exc:
+            log.info("delivery %s throttled by %s: %s", delivery.delivery_id, destination.provider, exc.reason)
+            raise ApplicationError(
+                exc.reason, failure_details(exc, attempt), type="ThrottledDeliveryError",
+                next_retry_delay=exc.retry_after,
+            ) from None
+        except DeliveryError as exc:
+            log.info("delivery %s %s failure: %s", delivery.delivery_id, exc.kind, exc.reason)
+            raise ApplicationError(
+                exc.reason, failure_details(exc, attempt), type=type(exc).__name__,
+                non_retryable=isinstance(exc, PermanentDeliveryError),
+            ) from None
+        return DeliveryResult(
+            provider=destination.provider,
+            provider_message_id=receipt.message_id,
+            attempt=attempt,
+            accepted_at=datetime.now(UTC),
+        )

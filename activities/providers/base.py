@@ -1,0 +1,95 @@
+"""The contract every provider implements, and the three kinds of failure it may report.
+
+A provider turns one rendered message for one destination into one request to an outside
+service. It never retries by itself: it classifies each failure so that Temporal's declared
+retry policy can act on it.
+
+- `PermanentDeliveryError`: sending again cannot help (bad address, unregistered token, content
+  rejected). Non-retryable; the workflow moves on to the fallback channel.
+- `TransientDeliveryError`: the service or the network failed; retry with backoff.
+- `ThrottledDeliveryError`: the service asked us to slow down; retry after its Retry-After.
+
+Error messages end up in workflow history and logs: never put a credential in one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import ClassVar, Protocol, runtime_checkable
+
+from activities.rendering import RenderedMessage
+from tidings.models import DeliveryInput
+
+
+class DeliveryError(Exception):
+    kind: ClassVar[str]
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PermanentDeliveryError(DeliveryError):
+    kind = "permanent"
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        deactivate_device: bool = False,
+        provider_timestamp: datetime | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.deactivate_device = deactivate_device
+        self.provider_timestamp = provider_timestamp
+
+
+class TransientDeliveryError(DeliveryError):
+    kind = "transient"
+
+
+class ThrottledDeliveryError(DeliveryError):
+    kind = "throttled"
+
+    def __init__(self, reason: str, *, retry_after: timedelta | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> timedelta | None:
+    """Read an HTTP Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    from datetime import UTC
+
+    delta = when - (now or datetime.now(UTC))
+    return max(delta, timedelta(0))
+
+
+class ProviderReceipt:
+    """What a provider reports when the service accepted the message."""
+
+    __slots__ = ("message_id",)
+
+    def __init__(self, message_id: str | None) -> None:
+        self.message_id = message_id
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Sends to one kind of destination. `name` matches `Destination.provider`."""
+
+    name: str
+
+    async def send(self, delivery: DeliveryInput, message: RenderedMessage) -> ProviderReceipt: ...
+
+    async def aclose(self) -> None: ...

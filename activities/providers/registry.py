@@ -1,0 +1,26 @@
+"""Which provider serves which `Destination.provider` name, built from the worker's settings.
+
+A provider whose credentials are missing from settings is simply absent: a delivery that needs
+it fails permanently with a message that names the settings to fill in.
+"""
+
+from __future__ import annotations
+
+from activities.providers.base import Provider
+from activities.providers.smtp import SmtpProvider
+from activities.providers.webhook import WebhookProvider
+from activities.store.base import SubscriberStore
+from tidings.settings import Settings
+
+SETTINGS_HINT: dict[str, str] = {
+    "fcm": "fcm.project_id and fcm.service_account_file",
+    "apns": "apns.team_id, apns.key_id, apns.private_key_file and apns.topic",
+    "webpush": "webpush.vapid_private_key",
+    "twilio": "twilio.account_sid, twilio.auth_token and twilio.from_number or twilio.messaging_service_sid",
+    "slack": "slack.bot_token (or give the recipient a slack_webhook_url)",
+}
+
+
+def build_providers(settings: Settings, store: SubscriberStore) -> dict[str, Provider]:
+    providers: list[Provider] = [SmtpProvider(settings.smtp), WebhookProvider(settings.webhook)]
+    return {p.name: p for p in providers}

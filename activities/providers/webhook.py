@@ -1,0 +1,62 @@
+"""The webhook channel: an HTTP POST of the notification as JSON to the recipient's endpoint."""
+
+from __future__ import annotations
+
+import httpx
+
+from activities.providers.base import (
+    PermanentDeliveryError,
+    ProviderReceipt,
+    ThrottledDeliveryError,
+    TransientDeliveryError,
+    parse_retry_after,
+)
+from activities.rendering import RenderedMessage, canonical_json
+from tidings.models import DeliveryInput
+from tidings.settings import WebhookSettings
+
+
+class WebhookProvider:
+    name = "webhook"
+
+    def __init__(self, settings: WebhookSettings, client: httpx.AsyncClient | None = None) -> None:
+        self._settings = settings
+        self._client = client or httpx.AsyncClient(timeout=settings.timeout, follow_redirects=False)
+
+    async def send(self, delivery: DeliveryInput, message: RenderedMessage) -> ProviderReceipt:
+        url = delivery.destination.address
+        body = canonical_json(
+            {
+                "type": "notification",
+                "notification_id": delivery.notification_id,
+                "delivery_id": delivery.delivery_id,
+                "category": delivery.category,
+                "priority": delivery.priority.value,
+                "payload": message.webhook_json or {},
+            }
+        )
+        headers = {"content-type": "application/json", "webhook-id": delivery.delivery_id}
+        try:
+            response = await self._client.post(url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            raise TransientDeliveryError(f"webhook {url} timed out") from None
+        except httpx.HTTPError as exc:
+            raise TransientDeliveryError(f"webhook {url} unreachable: {type(exc).__name__}") from None
+        return _receipt_or_raise(response, url)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _receipt_or_raise(response: httpx.Response, url: str) -> ProviderReceipt:
+    status = response.status_code
+    if 200 <= status < 300:
+        return ProviderReceipt(response.headers.get("x-request-id"))
+    reason = f"webhook {url} answered {status}"
+    if status == 429:
+        raise ThrottledDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("retry-after")))
+    if status == 410:
+        raise PermanentDeliveryError(f"{reason} (endpoint gone)")
+    if status in (408, 425) or status >= 500:
+        raise TransientDeliveryError(reason)
+    raise PermanentDeliveryError(reason)

@@ -1,0 +1,49 @@
+"""Store-facing activities, run as local activities: loading a recipient before sending and
+deactivating devices that a provider reported invalid.
+
+They are cheap reads and writes on the worker's own store, so local activities save a server
+round trip each; their results are still recorded in history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import activity
+
+from activities.store.base import SubscriberStore
+from tidings.models import DeactivateDeviceInput, Preparation, PrepareInput, Recipient
+from tidings.quiet_hours import quiet_hours_end
+from tidings.settings import Settings
+
+
+class SubscriberActivities:
+    def __init__(self, store: SubscriberStore, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+
+    @activity.defn(name="prepare_notification")
+    async def prepare_notification(self, request: PrepareInput) -> Preparation:
+        """Load the recipient (inline or from the store) and evaluate quiet hours at `at`."""
+        recipient: Recipient | None = request.recipient
+        if recipient is None:
+            recipient = await asyncio.to_thread(self._store.get, request.recipient_id)
+        quiet_until = None
+        if recipient is not None:
+            quiet_until = quiet_hours_end(request.at, recipient.preferences.quiet_hours, recipient.timezone)
+        return Preparation(
+            recipient=recipient,
+            quiet_hours_until=quiet_until,
+            retry={channel: self._settings.retry_for(channel) for channel in request.channels},
+            push_success=self._settings.push_success,
+        )
+
+    @activity.defn(name="deactivate_device")
+    async def deactivate_device(self, request: DeactivateDeviceInput) -> bool:
+        return await asyncio.to_thread(
+            self._store.deactivate_device,
+            request.recipient_id,
+            request.device_id,
+            request.reason,
+            request.provider_timestamp,
+        )

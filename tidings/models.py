@@ -1,0 +1,532 @@
+"""The data that crosses Tidings' boundaries: client requests, workflow input, activity input and
+the queryable notification state.
+
+These pydantic models are the single source of truth for validation. The client validates a
+request here before any workflow starts, and the same models travel through Temporal with the
+pydantic data converter, so what the workflow sees is exactly what was validated.
+
+This module is imported inside Temporal's workflow sandbox: it must stay free of I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+WORKFLOW_ID_PREFIX = "notification-"
+DEFAULT_TASK_QUEUE = "notifications"
+
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
+_EMAIL_PATTERN = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+
+
+class Channel(StrEnum):
+    """A way to reach a recipient. A channel resolves to one or more destinations."""
+
+    push = "push"
+    email = "email"
+    sms = "sms"
+    slack = "slack"
+    webhook = "webhook"
+    in_app = "in_app"
+
+
+class Platform(StrEnum):
+    """The push service a device is registered with."""
+
+    fcm = "fcm"
+    apns = "apns"
+    webpush = "webpush"
+
+
+class Priority(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    critical = "critical"
+
+
+class Phase(StrEnum):
+    """Where a notification is in its life. The last six are final."""
+
+    scheduled = "scheduled"
+    waiting_quiet_hours = "waiting_quiet_hours"
+    sending = "sending"
+    delivered = "delivered"
+    partially_delivered = "partially_delivered"
+    failed = "failed"
+    cancelled = "cancelled"
+    expired = "expired"
+    skipped_by_preferences = "skipped_by_preferences"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (Phase.scheduled, Phase.waiting_quiet_hours, Phase.sending)
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"
+    sending = "sending"
+    sent = "sent"
+    failed = "failed"
+    skipped = "skipped"
+
+
+def _check_id(value: str) -> str:
+    if not _ID_PATTERN.match(value):
+        raise ValueError(
+            "ids are 1-200 characters of letters, digits and _ . : @ -, starting with a letter or digit"
+        )
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r} (for example 'Europe/Berlin')") from exc
+    return value
+
+
+def _check_email(value: str) -> str:
+    if not _EMAIL_PATTERN.match(value):
+        raise ValueError(f"malformed email address {value!r}")
+    return value
+
+
+def _check_aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.utcoffset() is None:
+        raise ValueError("timestamps need an explicit UTC offset, e.g. 2030-01-01T09:00:00+00:00")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_check_id)]
+TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+EmailAddress = Annotated[str, AfterValidator(_check_email)]
+AwareDatetime = Annotated[datetime, AfterValidator(_check_aware)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class WebPushKeys(Model):
+    p256dh: str
+    auth: str
+
+
+class WebPushSubscription(Model):
+    """A browser's PushSubscription as returned by `subscription.toJSON()`."""
+
+    endpoint: str
+    keys: WebPushKeys
+
+
+class Device(Model):
+    """One app installation or browser subscription of a recipient."""
+
+    id: Identifier
+    platform: Platform
+    token: str | None = Field(default=None, description="FCM registration token or APNs device token")
+    subscription: WebPushSubscription | None = None
+    app: str | None = Field(default=None, description="APNs topic / bundle id or app name")
+    active: bool = True
+    registered_at: AwareDatetime | None = None
+    deactivated_reason: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials_match_platform(self) -> Device:
+        if self.platform is Platform.webpush:
+            if self.subscription is None:
+                raise ValueError("a webpush device needs a subscription {endpoint, keys: {p256dh, auth}}")
+        elif not self.token:
+            raise ValueError(f"a {self.platform.value} device needs a token")
+        return self
+
+
+class QuietHours(Model):
+    """A daily window, in the recipient's local time, in which non-critical messages wait.
+
+    `start` after `end` means the window crosses midnight (22:00-07:00).
+    """
+
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("quiet hours start and end must differ")
+        return self
+
+
+class Preferences(Model):
+    opted_out_channels: set[Channel] = Field(default_factory=set)
+    opted_out_categories: set[str] = Field(default_factory=set)
+    opted_out_category_channels: dict[str, set[Channel]] = Field(
+        default_factory=dict, description="per category, the channels the recipient turned off"
+    )
+    quiet_hours: QuietHours | None = None
+
+
+class Recipient(Model):
+    """A subscriber's profile: where and how they can be reached."""
+
+    id: Identifier
+    name: str | None = None
+    email: EmailAddress | None = None
+    phone: str | None = Field(default=None, description="E.164, e.g. +4915112345678")
+    webhook_url: str | None = None
+    slack_webhook_url: str | None = None
+    slack_channel: str | None = None
+    devices: list[Device] = Field(default_factory=list)
+    timezone: TimeZoneName = "UTC"
+    locale: str = "en"
+    preferences: Preferences = Field(default_factory=Preferences)
+
+    @field_validator("webhook_url", "slack_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\+[1-9][0-9]{6,14}", value):
+            raise ValueError(f"phone numbers must be E.164 (+ and 7-15 digits), got {value!r}")
+        return value
+
+    def has_address_for(self, channel: Channel) -> bool:
+        match channel:
+            case Channel.push:
+                return any(d.active for d in self.devices)
+            case Channel.email:
+                return self.email is not None
+            case Channel.sms:
+                return self.phone is not None
+            case Channel.slack:
+                return self.slack_webhook_url is not None or self.slack_channel is not None
+            case Channel.webhook:
+                return self.webhook_url is not None
+            case Channel.in_app:
+                return True
+
+
+class Content(Model):
+    """What to say: inline text, or a template id with variables (rendered by activities)."""
+
+    title: str | None = None
+    body: str | None = None
+    data: dict[str, str] = Field(default_factory=dict)
+    image: str | None = None
+    url: str | None = None
+    template_id: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+    collapse_key: str | None = None
+
+    @model_validator(mode="after")
+    def _something_to_say(self) -> Content:
+        if self.template_id is None and not (self.title or self.body):
+            raise ValueError("content needs a title or body, or a template_id")
+        return self
+
+
+class ChannelStep(Model):
+    """One entry of the channel plan: a channel and what to try if it fails for good."""
+
+    channel: Channel
+    fallback: list[Channel] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"channel": value}
+        return value
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> ChannelStep:
+        chain = [self.channel, *self.fallback]
+        if len(set(chain)) != len(chain):
+            raise ValueError(f"a fallback chain names a channel twice: {' -> '.join(c.value for c in chain)}")
+        return self
+
+
+class RetrySpec(Model):
+    """A declarative retry policy for one channel's provider activity."""
+
+    initial_interval: timedelta = timedelta(seconds=1)
+    backoff_coefficient: float = Field(default=2.0, ge=1.0)
+    maximum_interval: timedelta = timedelta(minutes=5)
+    maximum_attempts: int = Field(default=5, ge=1, le=100)
+    start_to_close_timeout: timedelta = timedelta(seconds=30)
+    schedule_to_close_timeout: timedelta = timedelta(hours=6)
+    non_retryable_error_types: list[str] = Field(default_factory=list)
+
+
+class RetryOverride(Model):
+    """Per-request changes to a channel's retry policy; unset fields keep the settings' values."""
+
+    initial_interval: timedelta | None = None
+    backoff_coefficient: float | None = Field(default=None, ge=1.0)
+    maximum_interval: timedelta | None = None
+    maximum_attempts: int | None = Field(default=None, ge=1, le=100)
+    start_to_close_timeout: timedelta | None = None
+    schedule_to_close_timeout: timedelta | None = None
+    non_retryable_error_types: list[str] | None = None
+
+    def apply(self, base: RetrySpec) -> RetrySpec:
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class _NotificationCommon(Model):
+    content: Content
+    channels: list[ChannelStep] = Field(min_length=1)
+    priority: Priority = Priority.normal
+    category: str | None = None
+    schedule_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    retry: dict[Channel, RetryOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _plan_and_times_are_consistent(self) -> _NotificationCommon:
+        seen: set[Channel] = set()
+        for step in self.channels:
+            for channel in (step.channel, *step.fallback):
+                if channel in seen:
+                    raise ValueError(f"channel {channel.value!r} appears more than once in the channel plan")
+                seen.add(channel)
+        if self.schedule_at and self.expires_at and self.expires_at <= self.schedule_at:
+            raise ValueError("expires_at must be after schedule_at")
+        return self
+
+    @property
+    def all_channels(self) -> list[Channel]:
+        return [c for step in self.channels for c in (step.channel, *step.fallback)]
+
+
+RecipientRef = Annotated[Identifier | Recipient, Field(union_mode="left_to_right")]
+
+
+class NotificationRequest(_NotificationCommon):
+    """What a service asks for: the client validates this before starting any workflow.
+
+    `id` is the idempotency id; the workflow id is `notification-<id>` for one recipient and
+    `notification-<id>.<recipient id>` for each of several.
+    """
+
+    id: Identifier | None = None
+    recipients: list[RecipientRef] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _distinct_recipients(self) -> NotificationRequest:
+        ids = [r if isinstance(r, str) else r.id for r in self.recipients]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a recipient is listed twice")
+        return self
+
+
+class NotificationInput(_NotificationCommon):
+    """The input of one NotificationWorkflow: one recipient, by id (from the store) or inline."""
+
+    id: Identifier
+    recipient_id: Identifier
+    recipient: Recipient | None = None
+    requested_at: AwareDatetime | None = None
+
+    @property
+    def workflow_id(self) -> str:
+        return workflow_id_for(self.id)
+
+
+def workflow_id_for(notification_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{notification_id}"
+
+
+class Destination(Model):
+    """One place a message goes: an address, a number, a device, an endpoint."""
+
+    channel: Channel
+    provider: str
+    address: str = Field(description="where it goes; for devices, the device id")
+    device_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel.value}:{self.provider}:{self.address}"
+
+    @property
+    def label(self) -> str:
+        """A short, non-sensitive name for summaries: the tail of a token or address."""
+        tail = self.address if len(self.address) <= 12 else f"…{self.address[-4:]}"
+        kind = "device" if self.device_id else self.channel.value
+        return f"{self.provider} → {kind} {tail}"
+
+
+def delivery_id_for(workflow_id: str, destination: Destination) -> str:
+    """A deterministic id per (notification, destination) so providers can spot duplicates."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tidings:{workflow_id}/{destination.key}"))
+
+
+class DeliveryInput(Model):
+    """The input of one provider activity: everything needed to send to one destination."""
+
+    delivery_id: str
+    workflow_id: str
+    notification_id: str
+    destination: Destination
+    recipient: Recipient
+    content: Content
+    priority: Priority
+    category: str | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class DeliveryResult(Model):
+    provider: str
+    provider_message_id: str | None = None
+    attempt: int = 1
+    accepted_at: AwareDatetime
+
+
+class DestinationState(Model):
+    channel: Channel
+    provider: str
+    destination: str
+    device_id: str | None = None
+    delivery_id: str
+    status: DeliveryStatus = DeliveryStatus.pending
+    attempts: int = 0
+    last_error: str | None = None
+    error_kind: Literal["permanent", "transient", "throttled", "timeout"] | None = None
+    provider_message_id: str | None = None
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    fallback_from: Channel | None = None
+    fallback_reason: str | None = None
+    receipts: list[DeliveryReceipt] = Field(default_factory=list)
+    engagement: list[Engagement] = Field(default_factory=list)
+
+
+class StateEvent(Model):
+    at: AwareDatetime
+    message: str
+
+
+class NotificationState(Model):
+    """The queryable state of a notification, and its workflow's final result."""
+
+    id: str
+    workflow_id: str
+    recipient_id: str
+    phase: Phase = Phase.scheduled
+    priority: Priority = Priority.normal
+    category: str | None = None
+    channels: list[Channel] = Field(default_factory=list)
+    schedule_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    quiet_hours_until: AwareDatetime | None = None
+    reason: str | None = None
+    destinations: list[DestinationState] = Field(default_factory=list)
+    events: list[StateEvent] = Field(default_factory=list)
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+
+
+class CancelRequest(Model):
+    reason: str | None = None
+
+
+class RescheduleRequest(Model):
+    schedule_at: AwareDatetime
+
+
+class SignalOutcome(Model):
+    accepted: bool
+    reason: str | None = None
+
+
+class PrepareInput(Model):
+    """Input of the local activity that loads the recipient and evaluates quiet hours."""
+
+    recipient_id: str
+    recipient: Recipient | None = None
+    channels: list[Channel]
+    at: AwareDatetime
+
+
+class Preparation(Model):
+    recipient: Recipient | None
+    quiet_hours_until: AwareDatetime | None = None
+    retry: dict[Channel, RetrySpec]
+    push_success: Literal["any", "all"] = "any"
+
+
+class DeactivateDeviceInput(Model):
+    recipient_id: str
+    device_id: str
+    reason: str
+    provider_timestamp: AwareDatetime | None = None
+
+
+class ReceiptStatus(StrEnum):
+    queued = "queued"
+    sent = "sent"
+    delivered = "delivered"
+    undelivered = "undelivered"
+    failed = "failed"
+    read = "read"
+
+
+class DeliveryReceipt(Model):
+    """A provider's report on a message after it accepted it (e.g. a Twilio status callback).
+
+    Signal `delivery_receipt`. Matches a destination by `delivery_id` or `provider_message_id`.
+    """
+
+    delivery_id: str | None = None
+    provider_message_id: str | None = None
+    status: ReceiptStatus
+    error_code: str | None = None
+    at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _identifies_a_delivery(self) -> DeliveryReceipt:
+        if not (self.delivery_id or self.provider_message_id):
+            raise ValueError("a receipt needs delivery_id or provider_message_id")
+        return self
+
+
+class EngagementKind(StrEnum):
+    opened = "opened"
+    clicked = "clicked"
+    read = "read"
+    dismissed = "dismissed"
+
+
+class Engagement(Model):
+    """The recipient did something with the message. Signal `engagement`."""
+
+    kind: EngagementKind
+    delivery_id: str | None = None
+    url: str | None = None
+    at: AwareDatetime
+
+
+DestinationState.model_rebuild()
+NotificationState.model_rebuild()

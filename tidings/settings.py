@@ -1,0 +1,208 @@
+"""Worker and CLI settings: one TOML file, overridable by environment variables.
+
+The file is `tidings.toml` in the working directory, or the path in `TIDINGS_SETTINGS`.
+Any value can be overridden with `TIDINGS_<SECTION>__<FIELD>`, e.g. `TIDINGS_SMTP__HOST=mail`
+or `TIDINGS_TEMPORAL__ADDRESS=temporal:7233` (this is how docker-compose configures the worker).
+
+Credentials are `SecretStr`: they print as `**********` and are read only by activities in the
+worker process. They never travel in workflow input or history.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from tidings.models import DEFAULT_TASK_QUEUE, Channel, RetrySpec
+
+SETTINGS_ENV = "TIDINGS_SETTINGS"
+DEFAULT_SETTINGS_FILE = "tidings.toml"
+
+
+class SettingsError(Exception):
+    """The settings file or environment holds something invalid; the message says what to fix."""
+
+
+class TemporalSettings(BaseModel):
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queue: str = DEFAULT_TASK_QUEUE
+    tls: bool = False
+    api_key: SecretStr | None = None
+
+
+class WorkerSettings(BaseModel):
+    max_concurrent_activities: int = Field(default=200, ge=1)
+    max_concurrent_local_activities: int = Field(default=200, ge=1)
+    max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    graceful_shutdown_timeout: timedelta = timedelta(seconds=20)
+
+
+class StoreSettings(BaseModel):
+    backend: Literal["sqlite"] = "sqlite"
+    sqlite_path: Path = Path("data/tidings.sqlite3")
+
+
+class SmtpSettings(BaseModel):
+    host: str = "localhost"
+    port: int = Field(default=1025, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    use_tls: bool = False
+    start_tls: bool | None = None
+    validate_certs: bool = True
+    timeout: float = Field(default=30.0, gt=0)
+    from_address: str = "Tidings <notifications@tidings.localhost>"
+
+
+class WebhookSettings(BaseModel):
+    timeout: float = Field(default=15.0, gt=0)
+    signing_secret: SecretStr | None = Field(
+        default=None, description="Standard Webhooks secret (whsec_...) used when an endpoint has none"
+    )
+    endpoint_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, description="per endpoint URL, its signing secret"
+    )
+
+
+class FcmSettings(BaseModel):
+    project_id: str | None = None
+    service_account_file: Path | None = None
+    base_url: str = "https://fcm.googleapis.com"
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class ApnsSettings(BaseModel):
+    team_id: str | None = None
+    key_id: str | None = None
+    private_key_file: Path | None = None
+    topic: str | None = Field(default=None, description="default apns-topic (bundle id)")
+    use_sandbox: bool = False
+    base_url: str | None = Field(default=None, description="overrides the production/sandbox host")
+    ca_bundle: Path | None = None
+    token_refresh_interval: timedelta = timedelta(minutes=50)
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class WebPushSettings(BaseModel):
+    vapid_private_key: SecretStr | None = Field(default=None, description="base64url raw P-256 key or PEM")
+    vapid_subject: str = "mailto:notifications@tidings.localhost"
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class TwilioSettings(BaseModel):
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    base_url: str = "https://api.twilio.com"
+    status_callback_url: str | None = None
+    max_segments: int = Field(default=4, ge=1)
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class SlackSettings(BaseModel):
+    bot_token: SecretStr | None = None
+    api_base_url: str = "https://slack.com/api"
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class ReceiverSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=1, le=65535)
+    public_url: str = "http://127.0.0.1:8088"
+    link_signing_key: SecretStr | None = None
+
+
+class TemplateSettings(BaseModel):
+    directory: Path | None = Field(default=None, description="defaults to the bundled templates")
+    default_locale: str = "en"
+
+
+def _default_retry() -> dict[Channel, RetrySpec]:
+    return {
+        Channel.push: RetrySpec(maximum_attempts=5),
+        Channel.email: RetrySpec(maximum_attempts=6, maximum_interval=timedelta(minutes=10)),
+        Channel.sms: RetrySpec(maximum_attempts=4),
+        Channel.slack: RetrySpec(maximum_attempts=5),
+        Channel.webhook: RetrySpec(maximum_attempts=8, maximum_interval=timedelta(minutes=30)),
+        Channel.in_app: RetrySpec(maximum_attempts=10, start_to_close_timeout=timedelta(seconds=10)),
+    }
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TIDINGS_", env_nested_delimiter="__", extra="forbid", toml_file=None
+    )
+
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    retry: dict[Channel, RetrySpec] = Field(default_factory=_default_retry)
+    push_success: Literal["any", "all"] = Field(
+        default="any", description="push counts as delivered when any (or all) devices accepted"
+    )
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    fcm: FcmSettings = Field(default_factory=FcmSettings)
+    apns: ApnsSettings = Field(default_factory=ApnsSettings)
+    webpush: WebPushSettings = Field(default_factory=WebPushSettings)
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
+    templates: TemplateSettings = Field(default_factory=TemplateSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _settings_path()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def retry_for(self, channel: Channel) -> RetrySpec:
+        return self.retry.get(channel) or _default_retry()[channel]
+
+
+def _settings_path() -> Path | None:
+    explicit = os.environ.get(SETTINGS_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise SettingsError(f"{SETTINGS_ENV} points at {path}, which is not a file")
+        return path
+    default = Path(DEFAULT_SETTINGS_FILE)
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning validation failures into one readable `SettingsError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_input=False)
+        ]
+        source = os.environ.get(SETTINGS_ENV) or DEFAULT_SETTINGS_FILE
+        raise SettingsError(
+            "invalid Tidings settings (from " + source + " and TIDINGS_* variables):\n" + "\n".join(lines)
+        ) from None
+    except ValueError as exc:  # TOML syntax errors
+        raise SettingsError(f"cannot read Tidings settings: {exc}") from None
