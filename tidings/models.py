@@ -404,6 +404,9 @@ class DeliveryResult(Model):
     accepted_at: AwareDatetime
 
 
+ErrorKind = Literal["permanent", "transient", "throttled", "timeout"]
+
+
 class DestinationState(Model):
     channel: Channel
     provider: str
@@ -413,7 +416,7 @@ class DestinationState(Model):
     status: DeliveryStatus = DeliveryStatus.pending
     attempts: int = 0
     last_error: str | None = None
-    error_kind: Literal["permanent", "transient", "throttled", "timeout"] | None = None
+    error_kind: ErrorKind | None = None
     provider_message_id: str | None = None
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None

@@ -6,7 +6,12 @@ The dev stack registers them when it starts the server (see `REGISTRATION`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from temporalio.common import SearchAttributeKey
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 NOTIFICATION_STATUS = SearchAttributeKey.for_keyword("NotificationStatus")
 RECIPIENT_ID = SearchAttributeKey.for_keyword("RecipientId")
@@ -22,3 +27,33 @@ REGISTRATION: dict[str, str] = {
     "NotificationPriority": "Keyword",
     "NotificationCategory": "Keyword",
 }
+
+
+async def register(client: Client, namespace: str = "default") -> None:
+    """Register the search attributes on a server that lacks them (idempotent)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        known = set(existing.custom_attributes)
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.UNIMPLEMENTED:  # the time-skipping test server
+            raise
+        known = set()
+    missing = {
+        name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{_UPPER[kind]}")
+        for name, kind in REGISTRATION.items()
+        if name not in known
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+
+
+_UPPER = {"Keyword": "KEYWORD", "KeywordList": "KEYWORD_LIST"}

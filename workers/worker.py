@@ -1,0 +1,132 @@
+"""The Tidings worker: runs NotificationWorkflow and the provider activities.
+
+`build_worker` wires dependencies (store, providers, renderer) into the activity classes, so
+tests construct a worker with their own store and local provider servers. `run_worker` is the
+process entry point behind `tidings worker`: it stops polling on SIGTERM/SIGINT and lets
+running activities finish within the graceful-shutdown timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.delivery import DeliveryActivities, Renderer
+from activities.providers.base import Provider
+from activities.providers.registry import build_providers
+from activities.store.base import SubscriberStore
+from activities.store.sqlite import SqliteSubscriberStore
+from activities.subscribers import SubscriberActivities
+from tidings.settings import Settings
+from workflows.notification import NotificationWorkflow
+
+log = logging.getLogger(__name__)
+
+# Our own deterministic modules and pydantic are shared with the sandbox instead of re-imported
+# for every workflow run: faster, and one class identity for the models.
+PASSTHROUGH_MODULES = ("tidings", "activities", "pydantic", "pydantic_core", "annotated_types")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
+
+
+async def connect(settings: Settings) -> Client:
+    """Connect to Temporal with the pydantic data converter every Tidings process uses."""
+    t = settings.temporal
+    return await Client.connect(
+        t.address,
+        namespace=t.namespace,
+        tls=t.tls,
+        api_key=t.api_key.get_secret_value() if t.api_key else None,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def default_renderer(settings: Settings) -> Renderer | None:
+    """The template renderer when templates are available, else inline-only rendering."""
+    try:
+        from activities.templates import TemplateRenderer
+    except ImportError:
+        return None
+    renderer: Renderer = TemplateRenderer(settings.templates.directory, settings.templates.default_locale)
+    return renderer
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    store: SubscriberStore,
+    *,
+    providers: dict[str, Provider] | None = None,
+    renderer: Renderer | None = None,
+    task_queue: str | None = None,
+) -> Worker:
+    providers = providers if providers is not None else build_providers(settings, store)
+    delivery = DeliveryActivities(providers, renderer or default_renderer(settings))
+    subscribers = SubscriberActivities(store, settings)
+    w = settings.worker
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal.task_queue,
+        workflows=[NotificationWorkflow],
+        activities=[delivery.deliver, subscribers.prepare_notification, subscribers.deactivate_device],
+        workflow_runner=workflow_runner(),
+        max_concurrent_activities=w.max_concurrent_activities,
+        max_concurrent_local_activities=w.max_concurrent_local_activities,
+        max_concurrent_workflow_tasks=w.max_concurrent_workflow_tasks,
+        graceful_shutdown_timeout=w.graceful_shutdown_timeout,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    client: Client,
+    settings: Settings,
+    store: SubscriberStore,
+    *,
+    providers: dict[str, Provider] | None = None,
+    renderer: Renderer | None = None,
+    task_queue: str | None = None,
+) -> AsyncIterator[Worker]:
+    """Run a worker for the duration of a `with` block, closing providers afterwards."""
+    providers = providers if providers is not None else build_providers(settings, store)
+    worker = build_worker(
+        client, settings, store, providers=providers, renderer=renderer, task_queue=task_queue
+    )
+    try:
+        async with worker:
+            yield worker
+    finally:
+        for provider in providers.values():
+            await provider.aclose()
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    client = await connect(settings)
+    store = SqliteSubscriberStore(settings.store.sqlite_path)
+    try:
+        async with running_worker(client, settings, store):
+            log.info(
+                "worker polling task queue %r on %s", settings.temporal.task_queue, settings.temporal.address
+            )
+            await stop.wait()
+            log.info("shutting down: finishing running activities")
+    finally:
+        store.close()

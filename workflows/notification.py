@@ -1,0 +1,468 @@
+"""NotificationWorkflow: one notification to one recipient, from schedule to final outcome.
+
+The workflow only decides; activities do the I/O. Its life:
+
+1. Sleep durably until `schedule_at` (cancel / reschedule signals and updates wake it).
+2. Load the recipient and evaluate quiet hours (a local activity: no extra server round trip).
+3. Apply opt-outs; defer non-critical messages until the recipient's quiet hours end.
+4. Deliver every step of the channel plan concurrently; inside a step, try its fallback chain in
+   order; inside a channel, run one provider activity per destination (device, address).
+5. Finish in a final phase, with the reason, and return the same state the `status` query shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.delivery import DeliveryActivities
+    from activities.subscribers import SubscriberActivities
+    from tidings import search_attributes as sa
+    from tidings.models import (
+        Channel,
+        ChannelStep,
+        DeactivateDeviceInput,
+        DeliveryInput,
+        DeliveryReceipt,
+        DeliveryStatus,
+        Destination,
+        ErrorKind,
+        DestinationState,
+        Engagement,
+        NotificationInput,
+        NotificationState,
+        Phase,
+        Preparation,
+        PrepareInput,
+        Priority,
+        Recipient,
+        RetrySpec,
+        SignalOutcome,
+        StateEvent,
+        delivery_id_for,
+    )
+    from tidings.planning import block_reason, destinations_for, is_preference_block
+
+PERMANENT_ERROR_TYPES = ["PermanentDeliveryError", "ProviderNotConfigured", "RenderError"]
+LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+
+def search_attributes_for(request: NotificationInput, phase: Phase) -> TypedSearchAttributes:
+    """The search attributes a notification starts with (set by the client at start)."""
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(sa.NOTIFICATION_STATUS, phase.value),
+        SearchAttributePair(sa.RECIPIENT_ID, request.recipient_id),
+        SearchAttributePair(sa.NOTIFICATION_CHANNELS, [c.value for c in request.all_channels]),
+        SearchAttributePair(sa.NOTIFICATION_PRIORITY, request.priority.value),
+    ]
+    if request.category:
+        pairs.append(SearchAttributePair(sa.NOTIFICATION_CATEGORY, request.category))
+    return TypedSearchAttributes(pairs)
+
+
+def parse_schedule(value: str) -> datetime:
+    """Parse the `reschedule` signal's input: an ISO 8601 timestamp with an offset."""
+    try:
+        when = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from None
+    if when.utcoffset() is None:
+        raise ValueError(f"timestamp needs a UTC offset (e.g. +00:00): {value!r}")
+    return when
+
+
+class _Stop(Exception):
+    """Internal: the wait ended the notification (cancelled or expired)."""
+
+
+@workflow.defn(name="NotificationWorkflow")
+class NotificationWorkflow:
+    @workflow.init
+    def __init__(self, request: NotificationInput) -> None:
+        self._request = request
+        self._schedule_at = request.schedule_at
+        self._schedule_version = 0
+        self._cancel_reason: str | None = None
+        self._cancel_requested = False
+        self._state = NotificationState(
+            id=request.id,
+            workflow_id=request.workflow_id,
+            recipient_id=request.recipient_id,
+            priority=request.priority,
+            category=request.category,
+            channels=request.all_channels,
+            schedule_at=request.schedule_at,
+            expires_at=request.expires_at,
+        )
+
+    # ----------------------------------------------------------------- main line
+
+    @workflow.run
+    async def run(self, request: NotificationInput) -> NotificationState:
+        self._state.started_at = workflow.now()
+        try:
+            prep = await self._wait_until_deliverable()
+        except _Stop:
+            return self._state
+        if prep is None:
+            return self._state
+        self._set_phase(Phase.sending)
+        recipient = prep.recipient
+        assert recipient is not None
+        outcomes = await asyncio.gather(*(self._run_step(step, recipient, prep) for step in request.channels))
+        if all(outcomes):
+            self._finish(Phase.delivered)
+        elif any(outcomes):
+            self._finish(Phase.partially_delivered, "some channels failed; see destinations")
+        else:
+            self._finish(Phase.failed, self._failure_summary())
+        return self._state
+
+    async def _wait_until_deliverable(self) -> Preparation | None:
+        """Sleep through schedule and quiet hours; return the preparation to send with.
+
+        Returns None when the notification ended without sending (no recipient, nothing allowed).
+        """
+        request = self._request
+        while True:
+            if self._schedule_at is not None:
+                await self._sleep_until(self._schedule_at, Phase.scheduled, "until schedule_at")
+                if self._was_rescheduled():
+                    continue
+            self._check_expiry()
+            prep = await workflow.execute_local_activity_method(
+                SubscriberActivities.prepare_notification,
+                PrepareInput(
+                    recipient_id=request.recipient_id,
+                    recipient=request.recipient,
+                    channels=request.all_channels,
+                    at=workflow.now(),
+                ),
+                start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
+                summary=f"load recipient {request.recipient_id}",
+            )
+            if prep.recipient is None:
+                self._finish(Phase.failed, f"unknown recipient {request.recipient_id!r}: not in the subscriber store")
+                return None
+            if not self._anything_allowed(prep.recipient):
+                return None
+            if request.priority is not Priority.critical and prep.quiet_hours_until is not None:
+                self._state.quiet_hours_until = prep.quiet_hours_until
+                self._event(f"recipient is in quiet hours until {prep.quiet_hours_until.isoformat()}")
+                await self._sleep_until(prep.quiet_hours_until, Phase.waiting_quiet_hours, "until quiet hours end")
+                self._state.quiet_hours_until = None
+                continue  # re-check schedule, expiry, profile and quiet hours after waking
+            return prep
+
+    async def _sleep_until(self, when: datetime, phase: Phase, why: str) -> None:
+        """Sleep durably until `when`, waking early for cancel, reschedule or expiry."""
+        self._set_phase(phase)
+        version = self._schedule_version
+        deadline = when
+        expires_at = self._request.expires_at
+        if expires_at is not None and expires_at < deadline:
+            deadline = expires_at
+        remaining = deadline - workflow.now()
+        if remaining > timedelta(0):
+            try:
+                await workflow.wait_condition(
+                    lambda: self._cancel_requested or self._schedule_version != version,
+                    timeout=remaining,
+                    timeout_summary=why,
+                )
+            except asyncio.TimeoutError:
+                pass
+        if self._cancel_requested:
+            self._finish(Phase.cancelled, self._cancel_reason or "cancelled by request")
+            raise _Stop
+        if self._schedule_version == version:
+            self._check_expiry()
+
+    def _was_rescheduled(self) -> bool:
+        return self._schedule_at is not None and self._schedule_at > workflow.now()
+
+    def _check_expiry(self) -> None:
+        expires_at = self._request.expires_at
+        if expires_at is not None and workflow.now() >= expires_at:
+            self._finish(Phase.expired, f"expired at {expires_at.isoformat()} before it could be sent")
+            raise _Stop
+
+    def _anything_allowed(self, recipient: Recipient) -> bool:
+        reasons = [
+            block_reason(channel, recipient, self._request.priority, self._request.category)
+            for channel in self._request.all_channels
+        ]
+        if any(r is None for r in reasons):
+            return True
+        blocked = [r for r in reasons if r is not None]
+        if any(is_preference_block(r) for r in blocked):
+            self._finish(Phase.skipped_by_preferences, "; ".join(dict.fromkeys(blocked)))
+        else:
+            self._finish(Phase.failed, "; ".join(dict.fromkeys(blocked)))
+        return False
+
+    # ----------------------------------------------------------------- delivery
+
+    async def _run_step(self, step: ChannelStep, recipient: Recipient, prep: Preparation) -> bool:
+        """Deliver one step of the plan: its channel, then each fallback until one succeeds."""
+        fallback_from: Channel | None = None
+        why: str | None = None
+        chain = [step.channel, *step.fallback]
+        for position, channel in enumerate(chain):
+            blocked = block_reason(channel, recipient, self._request.priority, self._request.category)
+            if blocked is not None:
+                self._event(f"{channel.value} skipped: {blocked}")
+                fallback_from, why = (fallback_from or channel), (why or blocked)
+                continue
+            destinations = destinations_for(recipient, channel)
+            results = await asyncio.gather(
+                *(self._deliver(d, recipient, prep, fallback_from, why) for d in destinations)
+            )
+            needed = all if channel is Channel.push and prep.push_success == "all" else any
+            if results and needed(results):
+                return True
+            why = f"{channel.value} failed: " + "; ".join(
+                s.last_error or "failed" for s in self._state.destinations if s.channel is channel
+            )
+            fallback_from = channel
+            if position + 1 < len(chain):
+                self._event(f"falling back from {channel.value} to {chain[position + 1].value}: {why}")
+        return False
+
+    async def _deliver(
+        self,
+        destination: Destination,
+        recipient: Recipient,
+        prep: Preparation,
+        fallback_from: Channel | None,
+        fallback_reason: str | None,
+    ) -> bool:
+        workflow_id = workflow.info().workflow_id
+        state = DestinationState(
+            channel=destination.channel,
+            provider=destination.provider,
+            destination=destination.address,
+            device_id=destination.device_id,
+            delivery_id=delivery_id_for(workflow_id, destination),
+            status=DeliveryStatus.sending,
+            started_at=workflow.now(),
+            fallback_from=fallback_from,
+            fallback_reason=fallback_reason,
+        )
+        self._state.destinations.append(state)
+        policy = self._retry_spec(destination.channel, prep)
+        schedule_to_close = policy.schedule_to_close_timeout
+        if self._request.expires_at is not None:
+            schedule_to_close = min(schedule_to_close, self._request.expires_at - workflow.now())
+        if schedule_to_close <= timedelta(0):
+            return self._record_failure(state, "expired before this destination was tried", "timeout", 0)
+        summary = destination.label + (f" (fallback from {fallback_from.value})" if fallback_from else "")
+        try:
+            result = await workflow.execute_activity_method(
+                DeliveryActivities.deliver,
+                DeliveryInput(
+                    delivery_id=state.delivery_id,
+                    workflow_id=workflow_id,
+                    notification_id=self._request.id,
+                    destination=destination,
+                    recipient=recipient,
+                    content=self._request.content,
+                    priority=self._request.priority,
+                    category=self._request.category,
+                    expires_at=self._request.expires_at,
+                ),
+                start_to_close_timeout=min(policy.start_to_close_timeout, schedule_to_close),
+                schedule_to_close_timeout=schedule_to_close,
+                retry_policy=RetryPolicy(
+                    initial_interval=policy.initial_interval,
+                    backoff_coefficient=policy.backoff_coefficient,
+                    maximum_interval=policy.maximum_interval,
+                    maximum_attempts=policy.maximum_attempts,
+                    non_retryable_error_types=[*PERMANENT_ERROR_TYPES, *policy.non_retryable_error_types],
+                ),
+                summary=summary,
+            )
+        except ActivityError as err:
+            reason, kind, attempts, details = _describe_failure(err, policy)
+            self._record_failure(state, reason, kind, attempts)
+            if details.get("deactivate_device") and destination.device_id:
+                await self._deactivate(recipient.id, destination.device_id, reason, details)
+            return False
+        state.status = DeliveryStatus.sent
+        state.attempts = result.attempt
+        state.provider_message_id = result.provider_message_id
+        state.finished_at = workflow.now()
+        return True
+
+    def _record_failure(self, state: DestinationState, reason: str, kind: ErrorKind, attempts: int) -> bool:
+        state.status = DeliveryStatus.failed
+        state.last_error = reason
+        state.error_kind = kind
+        state.attempts = attempts
+        state.finished_at = workflow.now()
+        return False
+
+    async def _deactivate(self, recipient_id: str, device_id: str, reason: str, details: dict[str, Any]) -> None:
+        if self._request.recipient is not None:
+            return  # an inline recipient is not in the store
+        stamp = details.get("provider_timestamp")
+        deactivated = await workflow.execute_local_activity_method(
+            SubscriberActivities.deactivate_device,
+            DeactivateDeviceInput(
+                recipient_id=recipient_id,
+                device_id=device_id,
+                reason=reason,
+                provider_timestamp=datetime.fromisoformat(stamp) if stamp else None,
+            ),
+            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+            summary=f"deactivate device {device_id}",
+        )
+        if deactivated:
+            self._event(f"device {device_id} deactivated: {reason}")
+
+    def _retry_spec(self, channel: Channel, prep: Preparation) -> RetrySpec:
+        base = prep.retry.get(channel) or RetrySpec()
+        override = self._request.retry.get(channel)
+        return override.apply(base) if override else base
+
+    # ----------------------------------------------------------------- signals, updates, query
+
+    @workflow.signal(name="cancel")
+    def cancel_signal(self, reason: str | None = None) -> None:
+        outcome = self._check_cancel()
+        self._apply_cancel(reason) if outcome.accepted else self._event(f"cancel ignored: {outcome.reason}")
+
+    @workflow.signal(name="reschedule")
+    def reschedule_signal(self, schedule_at: str) -> None:
+        try:
+            when = parse_schedule(schedule_at)
+        except ValueError as exc:
+            self._event(f"reschedule ignored: {exc}")
+            return
+        outcome = self._check_reschedule(when)
+        self._apply_reschedule(when) if outcome.accepted else self._event(f"reschedule ignored: {outcome.reason}")
+
+    @workflow.update(name="cancel")
+    def cancel_update(self, reason: str | None = None) -> SignalOutcome:
+        self._apply_cancel(reason)
+        return SignalOutcome(accepted=True)
+
+    @cancel_update.validator
+    def _validate_cancel(self, reason: str | None = None) -> None:
+        outcome = self._check_cancel()
+        if not outcome.accepted:
+            raise ApplicationError(outcome.reason or "refused", type="CancelRefused", non_retryable=True)
+
+    @workflow.update(name="reschedule")
+    def reschedule_update(self, schedule_at: str) -> SignalOutcome:
+        self._apply_reschedule(parse_schedule(schedule_at))
+        return SignalOutcome(accepted=True)
+
+    @reschedule_update.validator
+    def _validate_reschedule(self, schedule_at: str) -> None:
+        try:
+            when = parse_schedule(schedule_at)
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type="RescheduleRefused", non_retryable=True) from None
+        outcome = self._check_reschedule(when)
+        if not outcome.accepted:
+            raise ApplicationError(outcome.reason or "refused", type="RescheduleRefused", non_retryable=True)
+
+    @workflow.signal(name="delivery_receipt")
+    def delivery_receipt(self, receipt: DeliveryReceipt) -> None:
+        for destination in self._state.destinations:
+            if (receipt.delivery_id and destination.delivery_id == receipt.delivery_id) or (
+                receipt.provider_message_id and destination.provider_message_id == receipt.provider_message_id
+            ):
+                destination.receipts.append(receipt)
+                return
+        self._event(f"receipt for an unknown delivery ignored: {receipt.delivery_id or receipt.provider_message_id}")
+
+    @workflow.signal(name="engagement")
+    def engagement(self, event: Engagement) -> None:
+        for destination in self._state.destinations:
+            if event.delivery_id is None or destination.delivery_id == event.delivery_id:
+                destination.engagement.append(event)
+                return
+        self._event(f"engagement for an unknown delivery ignored: {event.delivery_id}")
+
+    @workflow.query(name="status")
+    def status(self) -> NotificationState:
+        return self._state
+
+    def _waiting(self) -> bool:
+        return self._state.phase in (Phase.scheduled, Phase.waiting_quiet_hours) and not self._cancel_requested
+
+    def _check_cancel(self) -> SignalOutcome:
+        if self._waiting():
+            return SignalOutcome(accepted=True)
+        return SignalOutcome(accepted=False, reason=f"notification is already {self._state.phase.value}")
+
+    def _check_reschedule(self, when: datetime) -> SignalOutcome:
+        if not self._waiting():
+            return SignalOutcome(accepted=False, reason=f"notification is already {self._state.phase.value}")
+        expires_at = self._request.expires_at
+        if expires_at is not None and when >= expires_at:
+            return SignalOutcome(
+                accepted=False, reason=f"new schedule {when.isoformat()} is not before expires_at {expires_at.isoformat()}"
+            )
+        return SignalOutcome(accepted=True)
+
+    def _apply_cancel(self, reason: str | None) -> None:
+        self._cancel_requested = True
+        self._cancel_reason = reason
+        self._event("cancel requested" + (f": {reason}" if reason else ""))
+
+    def _apply_reschedule(self, when: datetime) -> None:
+        self._schedule_at = when
+        self._schedule_version += 1
+        self._state.schedule_at = when
+        self._event(f"rescheduled to {when.isoformat()}")
+
+    # ----------------------------------------------------------------- state
+
+    def _set_phase(self, phase: Phase) -> None:
+        if self._state.phase is phase:
+            return
+        self._state.phase = phase
+        workflow.upsert_search_attributes([sa.NOTIFICATION_STATUS.value_set(phase.value)])
+
+    def _finish(self, phase: Phase, reason: str | None = None) -> None:
+        self._set_phase(phase)
+        self._state.reason = reason
+        self._state.finished_at = workflow.now()
+        self._event(f"{phase.value}" + (f": {reason}" if reason else ""))
+
+    def _event(self, message: str) -> None:
+        self._state.events.append(StateEvent(at=workflow.now(), message=message))
+
+    def _failure_summary(self) -> str:
+        failed = [d for d in self._state.destinations if d.status is DeliveryStatus.failed]
+        if not failed:
+            return "no destination could be tried"
+        return "; ".join(f"{d.channel.value}/{d.provider}: {d.last_error}" for d in failed)
+
+
+def _describe_failure(err: ActivityError, policy: RetrySpec) -> tuple[str, ErrorKind, int, dict[str, Any]]:
+    """Turn an activity failure into (reason, kind, attempts, details) for the state."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        kind: ErrorKind = "permanent" if cause.non_retryable else "transient"
+        if details.get("kind") in ("permanent", "transient", "throttled"):
+            kind = details["kind"]
+        attempts = int(details.get("attempt") or policy.maximum_attempts)
+        reason = cause.message
+        if not cause.non_retryable and cause.type not in PERMANENT_ERROR_TYPES:
+            reason = f"{reason} (gave up after {attempts} attempts)"
+        return reason, kind, attempts, details
+    if isinstance(cause, TimeoutError):
+        return f"timed out ({cause.type.name if cause.type else 'timeout'})", "timeout", 0, {}
+    return str(cause or err), "transient", 0, {}
