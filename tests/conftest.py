@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -56,6 +56,12 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def server_now(ts_env: WorkflowEnvironment) -> datetime:
+    """The time-skipping server's clock: earlier tests may have moved it days ahead."""
+    return (await ts_env.get_current_time()).astimezone(UTC)
 
 
 @pytest.fixture
