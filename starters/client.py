@@ -95,7 +95,7 @@ def static_summary(request: NotificationInput) -> str:
     what = content.title or content.body or (f"template {content.template_id}" if content.template_id else "")
     if len(what) > 80:
         what = what[:79] + "…"
-    when = f" at {request.schedule_at.isoformat()}" if request.schedule_at else ""
+    when = f" at {request.schedule_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if request.schedule_at else ""
     return f"{channels} to {request.recipient_id}: {what}{when}"
 
 

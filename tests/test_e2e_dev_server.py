@@ -1,0 +1,167 @@
+"""End to end on a real Temporal dev server, driven with the stock `temporal` CLI.
+
+These are the operator commands the README documents; if their shape changes, these fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.store.sqlite import SqliteSubscriberStore
+from sandbox.smtp import SmtpSink
+from starters.client import TidingsClient
+from tests.conftest import TEMPORAL_CLI
+from tidings import search_attributes as sa
+from tidings.models import Phase
+from tidings.settings import Settings
+from workers.worker import running_worker
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest_asyncio.fixture(scope="module")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        data_converter=pydantic_data_converter,
+        search_attributes=[
+            sa.NOTIFICATION_STATUS,
+            sa.RECIPIENT_ID,
+            sa.NOTIFICATION_CHANNELS,
+            sa.NOTIFICATION_PRIORITY,
+            sa.NOTIFICATION_CATEGORY,
+        ],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def live(
+    dev_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore
+) -> AsyncIterator[TidingsClient]:
+    async with running_worker(dev_env.client, settings, store):
+        yield TidingsClient(dev_env.client, task_queue=settings.temporal.task_queue)
+
+
+@pytest.fixture
+def temporal(dev_env: WorkflowEnvironment) -> Callable[..., Any]:
+    address = dev_env.client.service_client.config.target_host
+
+    async def run(*args: str) -> Any:
+        # asynchronously: the worker answering the CLI's query runs on this event loop
+        process = await asyncio.create_subprocess_exec(
+            str(TEMPORAL_CLI), *args, "--address", address, "-o", "json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, stderr.decode()
+        return json.loads(stdout) if stdout.strip() else None
+
+    return run
+
+
+def payload_text(payload: dict[str, Any] | str) -> str:
+    """A payload as the CLI prints it: already decoded (describe) or base64 JSON data (show)."""
+    if isinstance(payload, str):
+        return payload
+    value = json.loads(base64.b64decode(payload["data"]))
+    assert isinstance(value, str)
+    return value
+
+
+def email_request(notification_id: str, schedule_at: datetime) -> dict[str, Any]:
+    return {
+        "id": notification_id,
+        "recipients": [{"id": "user-42", "email": "ada@example.com"}],
+        "channels": ["email"],
+        "content": {"title": "Order #123 shipped"},
+        "category": "orders",
+        "schedule_at": schedule_at.isoformat(),
+    }
+
+
+async def query_status(temporal: Callable[..., Any], workflow_id: str) -> dict[str, Any]:
+    answer = await temporal("workflow", "query", "--workflow-id", workflow_id, "--name", "status")
+    result: dict[str, Any] = answer["queryResult"][0]
+    return result
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.3)
+
+
+async def test_cli_query_and_cancel(live: TidingsClient, temporal: Callable[..., Any], smtp_sink: SmtpSink) -> None:
+    [handle] = await live.send(email_request("e2e-cancel", datetime.now(UTC) + timedelta(hours=1)))
+    status = await query_status(temporal, "notification-e2e-cancel")
+    assert status["phase"] == "scheduled" and status["recipient_id"] == "user-42"
+
+    await temporal("workflow", "signal", "--workflow-id", "notification-e2e-cancel", "--name", "cancel")
+    state = await handle.result()
+    assert state.phase is Phase.cancelled and not smtp_sink.received
+
+    async def listed() -> bool:
+        rows = await temporal("workflow", "list", "--query", 'NotificationStatus="cancelled" AND RecipientId="user-42"')
+        return any(r["execution"]["workflowId"] == "notification-e2e-cancel" for r in rows or [])
+
+    await eventually(listed)
+
+
+async def test_cli_reschedule_documented_shape(
+    live: TidingsClient, temporal: Callable[..., Any], smtp_sink: SmtpSink
+) -> None:
+    [handle] = await live.send(email_request("e2e-resched", datetime.now(UTC) + timedelta(hours=1)))
+    workflow_id = "notification-e2e-resched"
+    await temporal(
+        "workflow", "signal", "--workflow-id", workflow_id, "--name", "reschedule",
+        "--input", '"2030-01-01T09:00:00+00:00"',
+    )  # fmt: skip
+    async def moved() -> bool:
+        return str((await query_status(temporal, workflow_id))["schedule_at"]).startswith("2030-01-01T09:00:00")
+
+    await eventually(moved)
+
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    await temporal(
+        "workflow", "signal", "--workflow-id", workflow_id, "--name", "reschedule", "--input", json.dumps(soon)
+    )
+    state = await asyncio.wait_for(handle.result(), 30)
+    assert state.phase is Phase.delivered
+    assert len(smtp_sink.received) == 1
+
+
+async def test_web_ui_summaries(live: TidingsClient, temporal: Callable[..., Any], smtp_sink: SmtpSink) -> None:
+    when = datetime.now(UTC)
+    [handle] = await live.send(email_request("e2e-summary", when))
+    await handle.result()
+    described = await temporal("workflow", "describe", "--workflow-id", "notification-e2e-summary")
+    history = await temporal("workflow", "show", "--workflow-id", "notification-e2e-summary")
+    scheduled = [e for e in history["events"] if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"]
+    assert len(scheduled) == 1
+    assert payload_text(scheduled[0]["userMetadata"]["summary"]) == "smtp → ada@example.com"
+    assert payload_text(described["executionConfig"]["userMetadata"]["summary"]) == (
+        f"email to user-42: Order #123 shipped at {when:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+async def test_update_refuses_after_delivery_started(live: TidingsClient, smtp_sink: SmtpSink) -> None:
+    [handle] = await live.send(email_request("e2e-update", datetime.now(UTC) + timedelta(seconds=1)))
+    outcome = await live.cancel("e2e-update")
+    assert outcome.accepted  # still scheduled
+    assert (await handle.result()).phase is Phase.cancelled
