@@ -7,7 +7,9 @@ answers each request with the next scripted response, then 200 once the script r
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -21,8 +23,10 @@ from starlette.routing import Route
 class RecordedRequest:
     method: str
     path: str
+    query: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -33,13 +37,18 @@ class ScriptedResponse:
 
 
 class HttpEndpoint:
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", on_request: Callable[[RecordedRequest], None] | None = None
+    ) -> None:
         self.host = host
+        self.on_request = on_request
         self.port = 0
         self.requests: list[RecordedRequest] = []
         self.script: deque[ScriptedResponse] = deque()
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST", "PUT"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="off"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="off")
+        )
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -53,15 +62,18 @@ class HttpEndpoint:
 
     async def _handle(self, request: Request) -> Response:
         body = await request.body()
-        self.requests.append(
-            RecordedRequest(request.method, request.url.path, dict(request.headers), body)
+        recorded = RecordedRequest(
+            request.method, request.url.path, request.url.query, dict(request.headers), body
         )
+        self.requests.append(recorded)
+        if self.on_request is not None:
+            self.on_request(recorded)
         scripted = self.script.popleft() if self.script else ScriptedResponse(200, body=b"ok")
         return Response(scripted.body, status_code=scripted.status, headers=scripted.headers)
 
     async def start(self) -> HttpEndpoint:
         self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
+        while not self._server.started:  # noqa: ASYNC110 - uvicorn offers no "started" event
             await asyncio.sleep(0.01)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self

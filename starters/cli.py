@@ -12,7 +12,7 @@ import importlib
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
@@ -70,10 +70,10 @@ def _read_json(path: str) -> Any:
 
 def build_send_request(args: argparse.Namespace) -> dict[str, Any]:
     if args.request:
-        request = _read_json(args.request)
-        if not isinstance(request, dict):
+        from_file = _read_json(args.request)
+        if not isinstance(from_file, dict):
             raise UsageError(f"{args.request} must hold a JSON object")
-        return request
+        return from_file
     if not args.to:
         raise UsageError("say who to notify: --to RECIPIENT_ID (repeatable), or --request FILE")
     if not args.channel:
@@ -151,7 +151,9 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     from starters.dev import run_dev
 
-    await run_dev(settings, data_dir=Path(args.data_dir), demo=args.demo, ui_port=args.ui_port, port=args.port)
+    await run_dev(
+        settings, data_dir=Path(args.data_dir), demo=args.demo, ui_port=args.ui_port, port=args.port
+    )
     return 0
 
 
@@ -162,7 +164,16 @@ def _store(settings: Settings) -> SqliteSubscriberStore:
     return SqliteSubscriberStore(settings.store.sqlite_path)
 
 
-_PROFILE_FIELDS = ("name", "email", "phone", "webhook_url", "slack_webhook_url", "slack_channel", "timezone", "locale")
+_PROFILE_FIELDS = (
+    "name",
+    "email",
+    "phone",
+    "webhook_url",
+    "slack_webhook_url",
+    "slack_channel",
+    "timezone",
+    "locale",
+)
 
 
 def cmd_subscriber_add(args: argparse.Namespace, settings: Settings, *, update: bool) -> int:
@@ -196,7 +207,7 @@ def cmd_subscriber_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _quiet_hours(spec: str) -> QuietHours:
-    start, sep, end = spec.partition("-")
+    start, _, end = spec.partition("-")
     try:
         return QuietHours(start=time.fromisoformat(start), end=time.fromisoformat(end))
     except ValueError as exc:
@@ -375,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         if hasattr(args, "run"):
-            run: Callable[[argparse.Namespace, Settings], Awaitable[int]] = args.run
+            run: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]] = args.run
             return asyncio.run(run(args, settings))
         if hasattr(args, "sync"):
             return int(args.sync(args, settings))

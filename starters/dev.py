@@ -61,7 +61,7 @@ def server_command(data_dir: Path, port: int, ui_port: int) -> list[str]:
 @contextlib.asynccontextmanager
 async def temporal_dev_server(data_dir: Path, port: int, ui_port: int) -> AsyncIterator[Client]:
     """Run the Temporal dev server until the block exits; yield a connected client."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     log_path = data_dir / "temporal-server.log"
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
@@ -86,15 +86,17 @@ async def _wait_for_server(process: asyncio.subprocess.Process, address: str, lo
     deadline = loop.time() + SERVER_START_TIMEOUT
     while True:
         if process.returncode is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the Temporal dev server exited ({process.returncode}); its log ends:\n{tail}")
+            tail = (await asyncio.to_thread(log_path.read_text, errors="replace"))[-2000:]
+            raise RuntimeError(
+                f"the Temporal dev server exited ({process.returncode}); its log ends:\n{tail}"
+            )
         try:
             return await connect(settings)
         except ConnectionError:
             if loop.time() > deadline:
                 raise RuntimeError(
-                    f"the Temporal dev server did not answer on {address} within {SERVER_START_TIMEOUT:.0f}s; "
-                    f"see {log_path}"
+                    f"the Temporal dev server did not answer on {address} "
+                    f"within {SERVER_START_TIMEOUT:.0f}s; see {log_path}"
                 ) from None
             await asyncio.sleep(0.3)
 
@@ -105,8 +107,14 @@ def dev_settings(settings: Settings, data_dir: Path, port: int, smtp: SmtpSink) 
             "temporal": settings.temporal.model_copy(update={"address": f"127.0.0.1:{port}"}),
             "store": settings.store.model_copy(update={"sqlite_path": data_dir / "tidings.sqlite3"}),
             "smtp": settings.smtp.model_copy(
-                update={"host": smtp.host, "port": smtp.port, "username": None, "password": None,
-                        "use_tls": False, "start_tls": False}
+                update={
+                    "host": smtp.host,
+                    "port": smtp.port,
+                    "username": None,
+                    "password": None,
+                    "use_tls": False,
+                    "start_tls": False,
+                }
             ),
         }
     )

@@ -99,15 +99,17 @@ async def query_status(temporal: Callable[..., Any], workflow_id: str) -> dict[s
     return result
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not await check():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.3)
 
 
-async def test_cli_query_and_cancel(live: TidingsClient, temporal: Callable[..., Any], smtp_sink: SmtpSink) -> None:
+async def test_cli_query_and_cancel(
+    live: TidingsClient, temporal: Callable[..., Any], smtp_sink: SmtpSink
+) -> None:
     [handle] = await live.send(email_request("e2e-cancel", datetime.now(UTC) + timedelta(hours=1)))
     status = await query_status(temporal, "notification-e2e-cancel")
     assert status["phase"] == "scheduled" and status["recipient_id"] == "user-42"
@@ -117,7 +119,9 @@ async def test_cli_query_and_cancel(live: TidingsClient, temporal: Callable[...,
     assert state.phase is Phase.cancelled and not smtp_sink.received
 
     async def listed() -> bool:
-        rows = await temporal("workflow", "list", "--query", 'NotificationStatus="cancelled" AND RecipientId="user-42"')
+        rows = await temporal(
+            "workflow", "list", "--query", 'NotificationStatus="cancelled" AND RecipientId="user-42"'
+        )
         return any(r["execution"]["workflowId"] == "notification-e2e-cancel" for r in rows or [])
 
     await eventually(listed)
@@ -132,21 +136,33 @@ async def test_cli_reschedule_documented_shape(
         "workflow", "signal", "--workflow-id", workflow_id, "--name", "reschedule",
         "--input", '"2030-01-01T09:00:00+00:00"',
     )  # fmt: skip
+
     async def moved() -> bool:
-        return str((await query_status(temporal, workflow_id))["schedule_at"]).startswith("2030-01-01T09:00:00")
+        return str((await query_status(temporal, workflow_id))["schedule_at"]).startswith(
+            "2030-01-01T09:00:00"
+        )
 
     await eventually(moved)
 
     soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
     await temporal(
-        "workflow", "signal", "--workflow-id", workflow_id, "--name", "reschedule", "--input", json.dumps(soon)
+        "workflow",
+        "signal",
+        "--workflow-id",
+        workflow_id,
+        "--name",
+        "reschedule",
+        "--input",
+        json.dumps(soon),
     )
     state = await asyncio.wait_for(handle.result(), 30)
     assert state.phase is Phase.delivered
     assert len(smtp_sink.received) == 1
 
 
-async def test_web_ui_summaries(live: TidingsClient, temporal: Callable[..., Any], smtp_sink: SmtpSink) -> None:
+async def test_web_ui_summaries(
+    live: TidingsClient, temporal: Callable[..., Any], smtp_sink: SmtpSink
+) -> None:
     when = datetime.now(UTC)
     [handle] = await live.send(email_request("e2e-summary", when))
     await handle.result()
