@@ -68,19 +68,27 @@ class DeliveryActivities:
             receipt = await provider.send(delivery, message)
         except RenderError as exc:
             raise ApplicationError(
-                f"cannot render content: {exc}", failure_details(exc, attempt), type="RenderError",
+                f"cannot render content: {exc}",
+                failure_details(exc, attempt),
+                type="RenderError",
                 non_retryable=True,
             ) from None
         except ThrottledDeliveryError as exc:
-            log.info("delivery %s throttled by %s: %s", delivery.delivery_id, destination.provider, exc.reason)
+            log.info(
+                "delivery %s throttled by %s: %s", delivery.delivery_id, destination.provider, exc.reason
+            )
             raise ApplicationError(
-                exc.reason, failure_details(exc, attempt), type="ThrottledDeliveryError",
+                exc.reason,
+                failure_details(exc, attempt),
+                type="ThrottledDeliveryError",
                 next_retry_delay=exc.retry_after,
             ) from None
         except DeliveryError as exc:
             log.info("delivery %s %s failure: %s", delivery.delivery_id, exc.kind, exc.reason)
             raise ApplicationError(
-                exc.reason, failure_details(exc, attempt), type=type(exc).__name__,
+                exc.reason,
+                failure_details(exc, attempt),
+                type=type(exc).__name__,
                 non_retryable=isinstance(exc, PermanentDeliveryError),
             ) from None
         return DeliveryResult(

@@ -72,7 +72,7 @@ async def measure(
         async with gate:
             started[key] = time.perf_counter()
             await start(key)
-            while key not in received:
+            while key not in received:  # noqa: ASYNC110 - polls a dict filled by another task
                 await asyncio.sleep(0.002)
 
     t0 = time.perf_counter()
@@ -156,7 +156,8 @@ def report(results: dict[str, list[Figures]], count: int, concurrency: int) -> N
 
     t, b = merged("tidings"), merged("baseline")
     print(
-        f"{count} workflows x {len(results['tidings'])} rounds each, concurrency {concurrency}, one dev server"
+        f"{count} workflows x {len(results['tidings'])} rounds each, "
+        f"concurrency {concurrency}, one dev server"
     )
     print(f"{'':10} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'history events':>15}")
     for f in (t, b):

@@ -100,13 +100,12 @@ def static_summary(request: NotificationInput) -> str:
 
 
 def static_details(request: NotificationInput) -> str:
-    plan = ", ".join(
-        " → ".join(c.value for c in (step.channel, *step.fallback)) for step in request.channels
-    )
+    plan = ", ".join(" → ".join(c.value for c in (step.channel, *step.fallback)) for step in request.channels)
     lines = [
         f"**Recipient:** {request.recipient_id}",
         f"**Channel plan:** {plan}",
-        f"**Priority:** {request.priority.value}" + (f", category {request.category}" if request.category else ""),
+        f"**Priority:** {request.priority.value}"
+        + (f", category {request.category}" if request.category else ""),
     ]
     if request.schedule_at:
         lines.append(f"**Scheduled for:** {request.schedule_at.isoformat()}")
@@ -228,7 +227,9 @@ class TidingsClient:
     async def reschedule(self, notification_id: str, schedule_at: datetime) -> SignalOutcome:
         if schedule_at.utcoffset() is None:
             raise InvalidRequestError("schedule_at needs a UTC offset, e.g. 2030-01-01T09:00:00+00:00")
-        return await self._update(notification_id, NotificationWorkflow.reschedule_update, schedule_at.isoformat())
+        return await self._update(
+            notification_id, NotificationWorkflow.reschedule_update, schedule_at.isoformat()
+        )
 
     async def _update(self, notification_id: str, update: Any, arg: Any) -> SignalOutcome:
         try:

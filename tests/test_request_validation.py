@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from starters.client import InvalidRequestError, parse_request, split_by_recipient
-from tidings.models import delivery_id_for, Destination, Channel
+from tidings.models import Channel, Destination, delivery_id_for
 
 
 def base(**extra: Any) -> dict[str, Any]:

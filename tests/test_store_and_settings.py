@@ -30,7 +30,9 @@ def test_store_round_trip_and_devices(store: SqliteSubscriberStore) -> None:
 
 def test_deactivation_respects_newer_registration(store: SqliteSubscriberStore) -> None:
     registered = datetime(2026, 5, 1, tzinfo=UTC)
-    store.put(Recipient(id="u1", devices=[Device(id="d", platform="apns", token="ab", registered_at=registered)]))
+    store.put(
+        Recipient(id="u1", devices=[Device(id="d", platform="apns", token="ab", registered_at=registered)])
+    )
     # the provider saw the token invalid before the device registered again: keep it
     assert not store.deactivate_device("u1", "d", "Unregistered", registered - timedelta(days=1))
     assert store.get("u1").devices[0].active  # type: ignore[union-attr]
@@ -41,7 +43,9 @@ def test_deactivation_respects_newer_registration(store: SqliteSubscriberStore) 
 
 def test_settings_from_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "tidings.toml"
-    path.write_text('[smtp]\nhost = "mail.internal"\npassword = "hunter2"\n[retry.email]\nmaximum_attempts = 9\n')
+    path.write_text(
+        '[smtp]\nhost = "mail.internal"\npassword = "hunter2"\n[retry.email]\nmaximum_attempts = 9\n'
+    )
     monkeypatch.setenv("TIDINGS_SETTINGS", str(path))
     monkeypatch.setenv("TIDINGS_TEMPORAL__ADDRESS", "temporal:7233")
     settings = load_settings()

@@ -20,7 +20,9 @@ def email_request(notification_id: str, **extra: object) -> dict[str, object]:
     return request
 
 
-async def test_immediate_email_is_delivered(tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime) -> None:
+async def test_immediate_email_is_delivered(
+    tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
+) -> None:
     [handle] = await tidings.send(email_request("basic-1"))
     state = await handle.result()
     assert state.phase is Phase.delivered, state
@@ -44,7 +46,9 @@ async def test_three_days_ahead(tidings: TidingsClient, smtp_sink: SmtpSink, ser
     assert len(smtp_sink.received) == 1
 
 
-async def test_past_schedule_sends_at_once(tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime) -> None:
+async def test_past_schedule_sends_at_once(
+    tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
+) -> None:
     past = server_now - timedelta(hours=1)
     [handle] = await tidings.send(email_request("past-1", schedule_at=past.isoformat()))
     state = await handle.result()
@@ -52,7 +56,9 @@ async def test_past_schedule_sends_at_once(tidings: TidingsClient, smtp_sink: Sm
     assert len(smtp_sink.received) == 1
 
 
-async def test_cancel_while_scheduled(tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime) -> None:
+async def test_cancel_while_scheduled(
+    tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
+) -> None:
     when = server_now + timedelta(days=1)
     [handle] = await tidings.send(email_request("cancel-1", schedule_at=when.isoformat()))
     outcome = await tidings.cancel("cancel-1", "customer changed their mind")
@@ -63,7 +69,9 @@ async def test_cancel_while_scheduled(tidings: TidingsClient, smtp_sink: SmtpSin
     assert not smtp_sink.received
 
 
-async def test_reschedule_later_then_earlier(tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime) -> None:
+async def test_reschedule_later_then_earlier(
+    tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
+) -> None:
     first = server_now + timedelta(days=1)
     [handle] = await tidings.send(email_request("resched-1", schedule_at=first.isoformat()))
     later = first + timedelta(days=2)
@@ -78,7 +86,9 @@ async def test_reschedule_later_then_earlier(tidings: TidingsClient, smtp_sink: 
     assert len(smtp_sink.received) == 1
 
 
-async def test_reschedule_past_expiry_is_refused(tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime) -> None:
+async def test_reschedule_past_expiry_is_refused(
+    tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
+) -> None:
     now = server_now
     [handle] = await tidings.send(
         email_request(
@@ -96,7 +106,9 @@ async def test_reschedule_past_expiry_is_refused(tidings: TidingsClient, smtp_si
     assert state.phase is Phase.delivered  # expiry after the schedule does not stop it
 
 
-async def test_reschedule_signal_past_expiry_is_ignored(tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime) -> None:
+async def test_reschedule_signal_past_expiry_is_ignored(
+    tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
+) -> None:
     now = server_now
     [handle] = await tidings.send(
         email_request(
@@ -112,7 +124,9 @@ async def test_reschedule_signal_past_expiry_is_ignored(tidings: TidingsClient, 
     assert any("reschedule ignored" in e.message for e in state.events)
 
 
-async def test_closed_notification_is_reported_not_resent(tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime) -> None:
+async def test_closed_notification_is_reported_not_resent(
+    tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
+) -> None:
     [handle] = await tidings.send(email_request("late-cancel-1"))
     await handle.result()
     # the workflow has closed: no update can reach it
@@ -121,7 +135,9 @@ async def test_closed_notification_is_reported_not_resent(tidings: TidingsClient
     assert len(smtp_sink.received) == 1
 
 
-async def test_same_id_twice_sends_once(tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime) -> None:
+async def test_same_id_twice_sends_once(
+    tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
+) -> None:
     when = server_now + timedelta(minutes=30)
     [first] = await tidings.send(email_request("dup-1", schedule_at=when.isoformat()))
     [second] = await tidings.send(email_request("dup-1", schedule_at=when.isoformat()))

@@ -18,7 +18,9 @@ def recipient(**extra: Any) -> dict[str, Any]:
     return value
 
 
-def request(notification_id: str, to: dict[str, Any] | str, channels: list[Any], **extra: Any) -> dict[str, Any]:
+def request(
+    notification_id: str, to: dict[str, Any] | str, channels: list[Any], **extra: Any
+) -> dict[str, Any]:
     value: dict[str, Any] = {
         "id": notification_id,
         "recipients": [to],
@@ -71,7 +73,9 @@ async def test_critical_overrides_opt_out_and_quiet_hours(
 async def test_quiet_hours_defer_until_window_ends(
     tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
 ) -> None:
-    to = recipient(preferences={"quiet_hours": quiet_window(server_now, timedelta(hours=1), timedelta(hours=3))})
+    to = recipient(
+        preferences={"quiet_hours": quiet_window(server_now, timedelta(hours=1), timedelta(hours=3))}
+    )
     [handle] = await tidings.send(request("quiet-1", to, ["email"]))
     status = await handle.status()
     assert status.phase is Phase.waiting_quiet_hours
@@ -86,7 +90,9 @@ async def test_quiet_hours_defer_until_window_ends(
 async def test_quiet_hours_wait_can_be_cancelled(
     tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
 ) -> None:
-    to = recipient(preferences={"quiet_hours": quiet_window(server_now, timedelta(hours=1), timedelta(hours=3))})
+    to = recipient(
+        preferences={"quiet_hours": quiet_window(server_now, timedelta(hours=1), timedelta(hours=3))}
+    )
     [handle] = await tidings.send(request("quiet-2", to, ["email"]))
     assert (await handle.status()).phase is Phase.waiting_quiet_hours
     assert (await tidings.cancel("quiet-2")).accepted
@@ -97,7 +103,9 @@ async def test_quiet_hours_wait_can_be_cancelled(
 async def test_expires_during_quiet_hours(
     tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
 ) -> None:
-    to = recipient(preferences={"quiet_hours": quiet_window(server_now, timedelta(hours=1), timedelta(hours=4))})
+    to = recipient(
+        preferences={"quiet_hours": quiet_window(server_now, timedelta(hours=1), timedelta(hours=4))}
+    )
     expires = server_now + timedelta(hours=1)
     [handle] = await tidings.send(request("quiet-3", to, ["email"], expires_at=expires.isoformat()))
     state = await handle.result()
@@ -228,13 +236,14 @@ async def test_unconfigured_provider_fails_clearly(tidings: TidingsClient) -> No
     assert state.reason is not None and "set fcm.project_id" in state.reason
 
 
-async def test_several_recipients_get_one_workflow_each(
-    tidings: TidingsClient, smtp_sink: SmtpSink
-) -> None:
+async def test_several_recipients_get_one_workflow_each(tidings: TidingsClient, smtp_sink: SmtpSink) -> None:
     handles = await tidings.send(
         {
             "id": "multi-1",
-            "recipients": [recipient(id="a", email="a@example.com"), recipient(id="b", email="b@example.com")],
+            "recipients": [
+                recipient(id="a", email="a@example.com"),
+                recipient(id="b", email="b@example.com"),
+            ],
             "channels": ["email"],
             "content": {"title": "Hello"},
         }

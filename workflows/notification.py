@@ -13,6 +13,7 @@ The workflow only decides; activities do the I/O. Its life:
 from __future__ import annotations
 
 import asyncio
+import builtins
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,9 +33,9 @@ with workflow.unsafe.imports_passed_through():
         DeliveryReceipt,
         DeliveryStatus,
         Destination,
-        ErrorKind,
         DestinationState,
         Engagement,
+        ErrorKind,
         NotificationInput,
         NotificationState,
         Phase,
@@ -149,14 +150,18 @@ class NotificationWorkflow:
                 summary=f"load recipient {request.recipient_id}",
             )
             if prep.recipient is None:
-                self._finish(Phase.failed, f"unknown recipient {request.recipient_id!r}: not in the subscriber store")
+                self._finish(
+                    Phase.failed, f"unknown recipient {request.recipient_id!r}: not in the subscriber store"
+                )
                 return None
             if not self._anything_allowed(prep.recipient):
                 return None
             if request.priority is not Priority.critical and prep.quiet_hours_until is not None:
                 self._state.quiet_hours_until = prep.quiet_hours_until
                 self._event(f"recipient is in quiet hours until {prep.quiet_hours_until.isoformat()}")
-                await self._sleep_until(prep.quiet_hours_until, Phase.waiting_quiet_hours, "until quiet hours end")
+                await self._sleep_until(
+                    prep.quiet_hours_until, Phase.waiting_quiet_hours, "until quiet hours end"
+                )
                 self._state.quiet_hours_until = None
                 continue  # re-check schedule, expiry, profile and quiet hours after waking
             return prep
@@ -177,7 +182,7 @@ class NotificationWorkflow:
                     timeout=remaining,
                     timeout_summary=why,
                 )
-            except asyncio.TimeoutError:
+            except builtins.TimeoutError:
                 pass
         if self._cancel_requested:
             self._finish(Phase.cancelled, self._cancel_reason or "cancelled by request")
@@ -309,7 +314,9 @@ class NotificationWorkflow:
         state.finished_at = workflow.now()
         return False
 
-    async def _deactivate(self, recipient_id: str, device_id: str, reason: str, details: dict[str, Any]) -> None:
+    async def _deactivate(
+        self, recipient_id: str, device_id: str, reason: str, details: dict[str, Any]
+    ) -> None:
         if self._request.recipient is not None:
             return  # an inline recipient is not in the store
         stamp = details.get("provider_timestamp")
@@ -347,7 +354,9 @@ class NotificationWorkflow:
             self._event(f"reschedule ignored: {exc}")
             return
         outcome = self._check_reschedule(when)
-        self._apply_reschedule(when) if outcome.accepted else self._event(f"reschedule ignored: {outcome.reason}")
+        self._apply_reschedule(when) if outcome.accepted else self._event(
+            f"reschedule ignored: {outcome.reason}"
+        )
 
     @workflow.update(name="cancel")
     def cancel_update(self, reason: str | None = None) -> SignalOutcome:
@@ -383,7 +392,9 @@ class NotificationWorkflow:
             ):
                 destination.receipts.append(receipt)
                 return
-        self._event(f"receipt for an unknown delivery ignored: {receipt.delivery_id or receipt.provider_message_id}")
+        self._event(
+            f"receipt for an unknown delivery ignored: {receipt.delivery_id or receipt.provider_message_id}"
+        )
 
     @workflow.signal(name="engagement")
     def engagement(self, event: Engagement) -> None:
@@ -398,7 +409,9 @@ class NotificationWorkflow:
         return self._state
 
     def _waiting(self) -> bool:
-        return self._state.phase in (Phase.scheduled, Phase.waiting_quiet_hours) and not self._cancel_requested
+        return (
+            self._state.phase in (Phase.scheduled, Phase.waiting_quiet_hours) and not self._cancel_requested
+        )
 
     def _check_cancel(self) -> SignalOutcome:
         if self._waiting():
@@ -411,7 +424,8 @@ class NotificationWorkflow:
         expires_at = self._request.expires_at
         if expires_at is not None and when >= expires_at:
             return SignalOutcome(
-                accepted=False, reason=f"new schedule {when.isoformat()} is not before expires_at {expires_at.isoformat()}"
+                accepted=False,
+                reason=f"new schedule {when.isoformat()} is not before expires_at {expires_at.isoformat()}",
             )
         return SignalOutcome(accepted=True)
 

@@ -42,7 +42,9 @@ class SqliteSubscriberStore:
 
     def get(self, recipient_id: str) -> Recipient | None:
         with self._lock:
-            row = self._db.execute("SELECT document FROM subscribers WHERE id = ?", (recipient_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT document FROM subscribers WHERE id = ?", (recipient_id,)
+            ).fetchone()
         return Recipient.model_validate_json(row[0]) if row else None
 
     def put(self, recipient: Recipient) -> None:
