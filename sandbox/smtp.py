@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 class _Handler:
@@ -53,14 +53,43 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class SmtpSink:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, save_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        save_dir: Path | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
+        """With `credentials`, AUTH (PLAIN/LOGIN) is required and checked, as a real relay does.
+
+        AUTH is allowed without TLS here because the sink only listens on loopback.
+        """
         self.host = host
         self.port = port or free_port(host)
         self.save_dir = save_dir
         self.received: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.refuse: dict[str, str] = {}
-        self._controller = Controller(_Handler(self), hostname=host, port=self.port)
+        self.failed_logins = 0
+        auth: dict[str, Any] = {}
+        if credentials is not None:
+            auth = {
+                "auth_required": True,
+                "auth_require_tls": False,
+                "authenticator": self._authenticator(credentials),
+            }
+        self._controller = Controller(_Handler(self), hostname=host, port=self.port, **auth)
+
+    def _authenticator(self, credentials: tuple[str, str]) -> Any:
+        expected = (credentials[0].encode(), credentials[1].encode())
+
+        def check(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+            ok = isinstance(data, LoginPassword) and (data.login, data.password) == expected
+            if not ok:
+                self.failed_logins += 1
+            return AuthResult(success=ok, handled=False)
+
+        return check
 
     def start(self) -> SmtpSink:
         self._controller.start()

@@ -1,0 +1,86 @@
+"""docker-compose.yml, checked statically (no Docker engine on these machines).
+
+Every TIDINGS_* variable it sets must name a real settings field, so a typo in the deployment
+cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from tidings.search_attributes import REGISTRATION
+from tidings.settings import Settings
+
+COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def settings_field_exists(variable: str) -> bool:
+    path = variable.removeprefix("TIDINGS_").lower().split("__")
+    model: type[BaseModel] = Settings
+    for i, part in enumerate(path):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if i < len(path) - 1:
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                return False
+            model = annotation
+    return True
+
+
+def test_services_and_ports(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {"postgresql", "temporal", "temporal-ui", "worker", "receiver"} <= set(services)
+    assert "7233:7233" in services["temporal"]["ports"]
+    assert "8080:8080" in services["temporal-ui"]["ports"]
+    assert services["temporal"]["environment"]["DB"] == "postgres12"
+    assert services["temporal"]["environment"]["POSTGRES_SEEDS"] == "postgresql"
+    assert services["worker"]["command"] == ["worker"]
+    assert services["worker"]["stop_signal"] == "SIGTERM"
+
+
+def test_every_tidings_variable_is_a_settings_field(compose: dict[str, Any]) -> None:
+    names = [
+        name
+        for service in compose["services"].values()
+        for name in (service.get("environment") or {})
+        if name.startswith("TIDINGS_")
+    ]
+    assert names, "the worker is configured through TIDINGS_* variables"
+    unknown = [n for n in names if not settings_field_exists(n)]
+    assert unknown == []
+
+
+def test_search_attributes_are_registered(compose: dict[str, Any]) -> None:
+    script = " ".join(compose["services"]["temporal-search-attributes"]["command"])
+    for name, kind in REGISTRATION.items():
+        assert f"{name}={kind}" in script
+
+
+def test_no_secret_values_in_the_file() -> None:
+    text = COMPOSE.read_text()
+    for variable in ("SMTP_PASSWORD", "TWILIO_AUTH_TOKEN", "SLACK_BOT_TOKEN", "VAPID_PRIVATE_KEY"):
+        assert f"${{{variable}:-}}" in text  # taken from the environment, empty by default
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")
+def test_docker_compose_config_accepts_it() -> None:
+    done = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
