@@ -34,6 +34,7 @@ class ScriptedResponse:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    delay: float = 0.0
 
 
 class HttpEndpoint:
@@ -69,6 +70,8 @@ class HttpEndpoint:
         if self.on_request is not None:
             self.on_request(recorded)
         scripted = self.script.popleft() if self.script else ScriptedResponse(200, body=b"ok")
+        if scripted.delay:
+            await asyncio.sleep(scripted.delay)
         return Response(scripted.body, status_code=scripted.status, headers=scripted.headers)
 
     async def start(self) -> HttpEndpoint:

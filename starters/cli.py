@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from temporalio.service import RPCError
 
 from activities.store.base import UnknownRecipientError
 from activities.store.sqlite import SqliteSubscriberStore
@@ -25,6 +26,7 @@ from starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
     TidingsClient,
+    validate_request,
     validation_message,
 )
 from tidings.models import Channel, Device, NotificationState, Preferences, QuietHours, Recipient
@@ -101,6 +103,7 @@ def build_send_request(args: argparse.Namespace) -> dict[str, Any]:
 
 async def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     request = build_send_request(args)
+    validate_request(request, settings.templates.directory)
     client = await TidingsClient.connect(settings)
     handles = await client.send(request)
     for handle in handles:
@@ -402,6 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (NotificationNotFoundError, UnknownRecipientError, LookupError) as exc:
         print(f"tidings: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
+    except RPCError as exc:
+        print(f"tidings: the Temporal server refused the request: {exc.message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except OSError as exc:

@@ -21,7 +21,12 @@ from types import TracebackType
 from typing import Any
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -114,6 +119,29 @@ def static_details(request: NotificationInput) -> str:
     return "\n".join(lines)
 
 
+def validate_request(
+    request: NotificationRequest | dict[str, Any], templates_dir: Path | None = None
+) -> list[NotificationInput]:
+    """Check a request completely, templates included, and return the per-recipient inputs.
+
+    Needs no server: the CLI calls it before connecting, so bad input never waits on a network.
+    """
+    parsed = parse_request(request)
+    if parsed.content.template_id is not None:
+        try:
+            from activities.templates import validate_template_content
+        except ImportError:
+            raise InvalidRequestError("templates are not available in this installation") from None
+        try:
+            validate_template_content(parsed.content, templates_dir)
+        except ValueError as exc:
+            raise InvalidRequestError(f"invalid notification request:\n  content: {exc}") from None
+    now = datetime.now(UTC)
+    if parsed.expires_at is not None and parsed.expires_at <= now:
+        raise InvalidRequestError("invalid notification request:\n  expires_at: already in the past")
+    return split_by_recipient(parsed, now)
+
+
 @dataclass(frozen=True)
 class NotificationHandle:
     """A started notification. `existing` is true when the id had already been used."""
@@ -167,20 +195,7 @@ class TidingsClient:
 
     def validate(self, request: NotificationRequest | dict[str, Any]) -> list[NotificationInput]:
         """Check a request completely, templates included, and return the per-recipient inputs."""
-        parsed = parse_request(request)
-        if parsed.content.template_id is not None:
-            try:
-                from activities.templates import validate_template_content
-            except ImportError:
-                raise InvalidRequestError("templates are not available in this installation") from None
-            try:
-                validate_template_content(parsed.content, self.templates_dir)
-            except ValueError as exc:
-                raise InvalidRequestError(f"invalid notification request:\n  content: {exc}") from None
-        now = datetime.now(UTC)
-        if parsed.expires_at is not None and parsed.expires_at <= now:
-            raise InvalidRequestError("invalid notification request:\n  expires_at: already in the past")
-        return split_by_recipient(parsed, now)
+        return validate_request(request, self.templates_dir)
 
     async def send(self, request: NotificationRequest | dict[str, Any]) -> list[NotificationHandle]:
         """Validate, then start one NotificationWorkflow per recipient (idempotent by id)."""
@@ -213,12 +228,26 @@ class TidingsClient:
         return self.client.get_workflow_handle_for(NotificationWorkflow.run, workflow_id_for(notification_id))
 
     async def status(self, notification_id: str) -> NotificationState:
+        """The live state of a running notification, or the final state of a finished one.
+
+        A finished notification's state is its workflow result, which needs no worker to read.
+        """
+        handle = self.handle(notification_id)
         try:
-            return await self.handle(notification_id).query(NotificationWorkflow.status)
+            description = await handle.describe()
+            if description.status is WorkflowExecutionStatus.RUNNING:
+                return await handle.query(NotificationWorkflow.status)
+            if description.status is WorkflowExecutionStatus.COMPLETED:
+                return NotificationState.model_validate(await handle.result())
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:
                 raise NotificationNotFoundError(f"no notification with id {notification_id!r}") from None
             raise
+        status_name = description.status.name if description.status else "unknown"
+        raise NotificationNotFoundError(
+            f"notification {notification_id!r} ended as {status_name} without a final state; "
+            "see its history in the Temporal Web UI"
+        )
 
     async def cancel(self, notification_id: str, reason: str | None = None) -> SignalOutcome:
         """Cancel a waiting notification; refused (accepted=False) once delivery started."""

@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +21,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store.sqlite import SqliteSubscriberStore
+from sandbox.http_endpoint import HttpEndpoint, ScriptedResponse
 from sandbox.smtp import SmtpSink
 from starters.client import TidingsClient
-from tests.conftest import TEMPORAL_CLI
+from tests.conftest import BIN_DIR, TEMPORAL_CLI
 from tidings import search_attributes as sa
 from tidings.models import Phase
 from tidings.settings import Settings
@@ -181,3 +185,61 @@ async def test_update_refuses_after_delivery_started(live: TidingsClient, smtp_s
     outcome = await live.cancel("e2e-update")
     assert outcome.accepted  # still scheduled
     assert (await handle.result()).phase is Phase.cancelled
+
+
+async def test_cli_send_status_and_worker_graceful_shutdown(
+    dev_env: WorkflowEnvironment, tmp_path: Path, http_endpoint: HttpEndpoint
+) -> None:
+    """`tidings worker` finishes an in-flight delivery on SIGTERM; `tidings send/status` work."""
+    address = dev_env.client.service_client.config.target_host
+    env = {
+        **os.environ,
+        "TIDINGS_TEMPORAL__ADDRESS": address,
+        "TIDINGS_TEMPORAL__TASK_QUEUE": "cli-e2e",
+        "TIDINGS_STORE__SQLITE_PATH": str(tmp_path / "store.sqlite3"),
+    }
+
+    async def tidings(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            str(BIN_DIR / "tidings"), *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        return process.returncode or 0, out.decode(), err.decode()
+
+    code, _, err = await tidings(
+        "subscriber", "add", "cli-user", "--webhook-url", f"{http_endpoint.url}/hook"
+    )
+    assert code == 0, err
+    http_endpoint.answer(ScriptedResponse(200, delay=3.0))  # a slow receiver
+    worker = await asyncio.create_subprocess_exec(
+        str(BIN_DIR / "tidings"), "worker", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    code, out, err = await tidings(
+        "send", "--id", "cli-e2e-1", "--to", "cli-user", "--channel", "webhook", "--title", "Hello"
+    )
+    assert code == 0, err
+    assert json.loads(out)["workflow_id"] == "notification-cli-e2e-1"
+
+    async def in_flight() -> bool:
+        return len(http_endpoint.requests) == 1
+
+    await eventually(in_flight, 30)
+    worker.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(worker.wait(), 30)
+    assert worker.returncode == 0
+
+    # As in a rolling deploy, a replacement worker takes over the rest of the workflow.
+    replacement = await asyncio.create_subprocess_exec(str(BIN_DIR / "tidings"), "worker", env=env)
+    try:
+        handle = dev_env.client.get_workflow_handle("notification-cli-e2e-1")
+        result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        replacement.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(replacement.wait(), 30)
+    assert result["phase"] == "delivered"
+    assert len(http_endpoint.requests) == 1  # the in-flight delivery finished once, not re-sent
+    code, out, err = await tidings("status", "cli-e2e-1")
+    assert code == 0, err
+    assert json.loads(out)["destinations"][0]["status"] == "sent"
