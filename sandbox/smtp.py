@@ -83,7 +83,9 @@ class SmtpSink:
     def _authenticator(self, credentials: tuple[str, str]) -> Any:
         expected = (credentials[0].encode(), credentials[1].encode())
 
-        def check(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+        def check(
+            server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+        ) -> AuthResult:
             ok = isinstance(data, LoginPassword) and (data.login, data.password) == expected
             if not ok:
                 self.failed_logins += 1
