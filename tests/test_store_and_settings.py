@@ -68,3 +68,12 @@ def test_missing_settings_file_is_reported(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("TIDINGS_SETTINGS", "/nonexistent/tidings.toml")
     with pytest.raises(SettingsError, match="not a file"):
         load_settings()
+
+
+def test_example_settings_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parent.parent / "tidings.example.toml"
+    monkeypatch.setenv("TIDINGS_SETTINGS", str(example))
+    settings = load_settings()
+    assert settings.retry_for(Channel.email).maximum_attempts == 6
+    assert settings.retry_for(Channel.webhook).maximum_attempts == 8
+    assert settings.temporal.task_queue == "notifications"

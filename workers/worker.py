@@ -30,9 +30,11 @@ from workflows.notification import NotificationWorkflow
 
 log = logging.getLogger(__name__)
 
-# Our own deterministic modules and pydantic are shared with the sandbox instead of re-imported
-# for every workflow run: faster, and one class identity for the models.
-PASSTHROUGH_MODULES = ("tidings", "activities", "pydantic", "pydantic_core", "annotated_types")
+# Modules shared with the sandbox instead of re-imported for every workflow run. Re-executing
+# workflows/notification.py per run cost more CPU than anything else in a notification (see
+# bench/notifications.py). It is safe to share: it holds no mutable module state, only constants,
+# pure functions and the workflow class, and the sandbox's runtime restrictions still apply.
+PASSTHROUGH_MODULES = ("tidings", "activities", "workflows", "pydantic", "pydantic_core", "annotated_types")
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
