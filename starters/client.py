@@ -129,7 +129,9 @@ def validate_request(
     parsed = parse_request(request)
     if parsed.content.template_id is not None:
         try:
-            from activities.templates import validate_template_content
+            from activities.templates import (  # type: ignore[import-not-found,unused-ignore]
+                validate_template_content,
+            )
         except ImportError:
             raise InvalidRequestError("templates are not available in this installation") from None
         try:

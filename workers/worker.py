@@ -64,7 +64,7 @@ async def connect(settings: Settings) -> Client:
 def default_renderer(settings: Settings) -> Renderer | None:
     """The template renderer when templates are available, else inline-only rendering."""
     try:
-        from activities.templates import TemplateRenderer
+        from activities.templates import TemplateRenderer  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None
     renderer: Renderer = TemplateRenderer(settings.templates.directory, settings.templates.default_locale)

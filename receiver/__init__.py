@@ -1,0 +1,1 @@
+"""The delivery-receipt receiver: provider callbacks and engagement events become workflow signals."""
