@@ -54,7 +54,9 @@ def _receipt_or_raise(response: httpx.Response, url: str) -> ProviderReceipt:
         return ProviderReceipt(response.headers.get("x-request-id"))
     reason = f"webhook {url} answered {status}"
     if status == 429:
-        raise ThrottledDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("retry-after")))
+        raise ThrottledDeliveryError(
+            reason, retry_after=parse_retry_after(response.headers.get("retry-after"))
+        )
     if status == 410:
         raise PermanentDeliveryError(f"{reason} (endpoint gone)")
     if status in (408, 425) or status >= 500:
