@@ -247,10 +247,17 @@ class Content(Model):
 
 
 class ChannelStep(Model):
-    """One entry of the channel plan: a channel and what to try if it fails for good."""
+    """One entry of the channel plan: a channel and what to try if it fails for good.
+
+    `escalate_after` also moves on when a channel was delivered but not read in time, e.g.
+    `{"channel": "in_app", "fallback": ["push", "email"],
+      "escalate_after": {"in_app": "PT10M", "push": "PT1H"}}`: in-app first, push if unread
+    after 10 minutes, email if still unread an hour later. A read, click or open stops it.
+    """
 
     channel: Channel
     fallback: list[Channel] = Field(default_factory=list)
+    escalate_after: dict[Channel, timedelta] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -264,6 +271,13 @@ class ChannelStep(Model):
         chain = [self.channel, *self.fallback]
         if len(set(chain)) != len(chain):
             raise ValueError(f"a fallback chain names a channel twice: {' -> '.join(c.value for c in chain)}")
+        for channel, delay in self.escalate_after.items():
+            if channel not in chain[:-1]:
+                raise ValueError(
+                    f"escalate_after names {channel.value!r}, which has no next channel in this step's chain"
+                )
+            if delay <= timedelta(0):
+                raise ValueError(f"escalate_after for {channel.value!r} must be positive")
         return self
 
 

@@ -13,13 +13,13 @@ The workflow only decides; activities do the I/O. Its life:
 from __future__ import annotations
 
 import asyncio
-import builtins
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         Destination,
         DestinationState,
         Engagement,
+        EngagementKind,
         ErrorKind,
         NotificationInput,
         NotificationState,
@@ -42,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         Preparation,
         PrepareInput,
         Priority,
+        ReceiptStatus,
         Recipient,
         RetrySpec,
         SignalOutcome,
@@ -91,6 +93,8 @@ class NotificationWorkflow:
         self._schedule_version = 0
         self._cancel_reason: str | None = None
         self._cancel_requested = False
+        self._engaged = False
+        self._escalations_waiting = 0
         self._state = NotificationState(
             id=request.id,
             workflow_id=request.workflow_id,
@@ -182,7 +186,7 @@ class NotificationWorkflow:
                     timeout=remaining,
                     timeout_summary=why,
                 )
-            except builtins.TimeoutError:
+            except TimeoutError:
                 pass
         if self._cancel_requested:
             self._finish(Phase.cancelled, self._cancel_reason or "cancelled by request")
@@ -232,7 +236,13 @@ class NotificationWorkflow:
             )
             needed = all if channel is Channel.push and prep.push_success == "all" else any
             if results and needed(results):
-                return True
+                delay = step.escalate_after.get(channel)
+                if delay is None or await self._read_within(channel, delay):
+                    return True
+                why = f"{channel.value} not read within {_duration(delay)}"
+                fallback_from = channel
+                self._event(f"escalating from {channel.value} to {chain[position + 1].value}: {why}")
+                continue
             why = f"{channel.value} failed: " + "; ".join(
                 s.last_error or "failed" for s in self._state.destinations if s.channel is channel
             )
@@ -240,6 +250,26 @@ class NotificationWorkflow:
             if position + 1 < len(chain):
                 self._event(f"falling back from {channel.value} to {chain[position + 1].value}: {why}")
         return False
+
+    async def _read_within(self, channel: Channel, delay: timedelta) -> bool:
+        """Wait for the recipient to read, click or open; False when `delay` passes first.
+
+        A cancel during the wait stops the escalation (and counts as "no need to go on").
+        """
+        self._escalations_waiting += 1
+        try:
+            await workflow.wait_condition(
+                lambda: self._engaged or self._cancel_requested,
+                timeout=delay,
+                timeout_summary=f"escalate if {channel.value} is unread",
+            )
+        except TimeoutError:
+            return False
+        finally:
+            self._escalations_waiting -= 1
+        if self._cancel_requested and not self._engaged:
+            self._event(f"escalation after {channel.value} stopped by cancel")
+        return True
 
     async def _deliver(
         self,
@@ -391,6 +421,8 @@ class NotificationWorkflow:
                 receipt.provider_message_id and destination.provider_message_id == receipt.provider_message_id
             ):
                 destination.receipts.append(receipt)
+                if receipt.status is ReceiptStatus.read:
+                    self._engaged = True
                 return
         self._event(
             f"receipt for an unknown delivery ignored: {receipt.delivery_id or receipt.provider_message_id}"
@@ -398,9 +430,12 @@ class NotificationWorkflow:
 
     @workflow.signal(name="engagement")
     def engagement(self, event: Engagement) -> None:
+        """The recipient opened, clicked, read or dismissed; read/click/open stop escalation."""
         for destination in self._state.destinations:
             if event.delivery_id is None or destination.delivery_id == event.delivery_id:
                 destination.engagement.append(event)
+                if event.kind is not EngagementKind.dismissed:
+                    self._engaged = True
                 return
         self._event(f"engagement for an unknown delivery ignored: {event.delivery_id}")
 
@@ -414,7 +449,7 @@ class NotificationWorkflow:
         )
 
     def _check_cancel(self) -> SignalOutcome:
-        if self._waiting():
+        if self._waiting() or (self._escalations_waiting and not self._cancel_requested):
             return SignalOutcome(accepted=True)
         return SignalOutcome(accepted=False, reason=f"notification is already {self._state.phase.value}")
 
@@ -464,6 +499,13 @@ class NotificationWorkflow:
         return "; ".join(f"{d.channel.value}/{d.provider}: {d.last_error}" for d in failed)
 
 
+def _duration(delay: timedelta) -> str:
+    minutes = int(delay.total_seconds() // 60)
+    if minutes and delay.total_seconds() % 60 == 0:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{delay.total_seconds():g} seconds"
+
+
 def _describe_failure(err: ActivityError, policy: RetrySpec) -> tuple[str, ErrorKind, int, dict[str, Any]]:
     """Turn an activity failure into (reason, kind, attempts, details) for the state."""
     cause = err.cause
@@ -477,6 +519,6 @@ def _describe_failure(err: ActivityError, policy: RetrySpec) -> tuple[str, Error
         if not cause.non_retryable and cause.type not in PERMANENT_ERROR_TYPES:
             reason = f"{reason} (gave up after {attempts} attempts)"
         return reason, kind, attempts, details
-    if isinstance(cause, TimeoutError):
+    if isinstance(cause, ActivityTimeoutError):
         return f"timed out ({cause.type.name if cause.type else 'timeout'})", "timeout", 0, {}
     return str(cause or err), "transient", 0, {}
