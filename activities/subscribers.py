@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
+from pydantic import ValidationError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.store.base import SubscriberStore
 from tidings.models import DeactivateDeviceInput, Preparation, PrepareInput, Recipient
@@ -27,7 +29,17 @@ class SubscriberActivities:
         """Load the recipient (inline or from the store) and evaluate quiet hours at `at`."""
         recipient: Recipient | None = request.recipient
         if recipient is None:
-            recipient = await asyncio.to_thread(self._store.get, request.recipient_id)
+            try:
+                recipient = await asyncio.to_thread(self._store.get, request.recipient_id)
+            except ValidationError as exc:
+                # A stored profile that no longer validates will not fix itself by retrying.
+                raise ApplicationError(
+                    f"the stored profile is invalid ({exc.error_count()} errors, first: "
+                    f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}: {exc.errors()[0]['msg']}); "
+                    "fix it with `tidings subscriber update`",
+                    type="InvalidRecipient",
+                    non_retryable=True,
+                ) from None
         quiet_until = None
         if recipient is not None:
             quiet_until = quiet_hours_end(request.at, recipient.preferences.quiet_hours, recipient.timezone)

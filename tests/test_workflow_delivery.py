@@ -252,3 +252,18 @@ async def test_several_recipients_get_one_workflow_each(tidings: TidingsClient, 
     for h in handles:
         assert (await h.result()).phase is Phase.delivered
     assert sorted(e[1][0] for e in smtp_sink.envelopes) == ["a@example.com", "b@example.com"]
+
+
+async def test_invalid_stored_profile_fails_with_reason(
+    tidings: TidingsClient, store: SqliteSubscriberStore
+) -> None:
+    store.connection.execute(
+        "INSERT INTO subscribers (id, document, updated_at) VALUES (?, ?, ?)",
+        ("broken-1", '{"id": "broken-1", "timezone": "Nowhere/Land"}', "2026-01-01"),
+    )
+    [handle] = await tidings.send(request("broken-profile-1", "broken-1", ["email"]))
+    state = await handle.result()
+    assert state.phase is Phase.failed
+    assert state.reason is not None
+    assert "cannot load recipient 'broken-1': the stored profile is invalid" in state.reason
+    assert "timezone" in state.reason

@@ -141,18 +141,29 @@ class NotificationWorkflow:
                 if self._was_rescheduled():
                     continue
             self._check_expiry()
-            prep = await workflow.execute_local_activity_method(
-                SubscriberActivities.prepare_notification,
-                PrepareInput(
-                    recipient_id=request.recipient_id,
-                    recipient=request.recipient,
-                    channels=request.all_channels,
-                    at=workflow.now(),
-                ),
-                start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
-                retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
-                summary=f"load recipient {request.recipient_id}",
-            )
+            try:
+                prep = await workflow.execute_local_activity_method(
+                    SubscriberActivities.prepare_notification,
+                    PrepareInput(
+                        recipient_id=request.recipient_id,
+                        recipient=request.recipient,
+                        channels=request.all_channels,
+                        at=workflow.now(),
+                    ),
+                    start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+                    retry_policy=RetryPolicy(
+                        maximum_attempts=5,
+                        maximum_interval=timedelta(seconds=10),
+                        non_retryable_error_types=["InvalidRecipient"],
+                    ),
+                    summary=f"load recipient {request.recipient_id}",
+                )
+            except (ActivityError, ApplicationError) as err:
+                # A local activity's failure may arrive unwrapped, as the ApplicationError itself.
+                cause = err.cause if isinstance(err, ActivityError) else err
+                reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+                self._finish(Phase.failed, f"cannot load recipient {request.recipient_id!r}: {reason}")
+                return None
             if prep.recipient is None:
                 self._finish(
                     Phase.failed, f"unknown recipient {request.recipient_id!r}: not in the subscriber store"
