@@ -54,12 +54,18 @@ def _key_values(pairs: Sequence[str] | None, what: str) -> dict[str, str]:
     return result
 
 
-def _channel_plan(specs: Sequence[str]) -> list[dict[str, Any]]:
-    """`push>sms>email` is push with fallbacks sms then email."""
-    plan = []
+def _channel_plan(specs: Sequence[str], escalations: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """`push>sms>email` is push with fallbacks sms then email; `--escalate-after push=PT10M`
+    moves on from push when it is delivered but unread after ten minutes."""
+    plan: list[dict[str, Any]] = []
     for spec in specs:
         first, *fallback = [part.strip() for part in spec.split(">")]
-        plan.append({"channel": first, "fallback": fallback})
+        plan.append({"channel": first, "fallback": fallback, "escalate_after": {}})
+    for channel, delay in _key_values(escalations, "--escalate-after").items():
+        step = next((s for s in plan if channel in (s["channel"], *s["fallback"])), None)
+        if step is None:
+            raise UsageError(f"--escalate-after names {channel!r}, which no --channel mentions")
+        step["escalate_after"][channel] = delay
     return plan
 
 
@@ -91,7 +97,7 @@ def build_send_request(args: argparse.Namespace) -> dict[str, Any]:
         content["variables"] = variables
     request: dict[str, Any] = {
         "recipients": args.to,
-        "channels": _channel_plan(args.channel),
+        "channels": _channel_plan(args.channel, args.escalate_after),
         "content": content,
         "priority": args.priority,
     }
@@ -292,6 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--request", metavar="FILE", help="a JSON NotificationRequest instead of the flags")
     send.add_argument("--to", action="append", metavar="RECIPIENT_ID", help="repeatable")
     send.add_argument("--channel", action="append", metavar="PLAN", help="e.g. email, or push>sms>email")
+    send.add_argument(
+        "--escalate-after",
+        dest="escalate_after",
+        action="append",
+        metavar="CHANNEL=DURATION",
+        help="go on to the next channel when this one is unread after DURATION (ISO 8601, e.g. PT10M)",
+    )
     send.add_argument("--id", help="idempotency id: sending the same id twice sends once")
     send.add_argument("--title")
     send.add_argument("--body")

@@ -102,3 +102,29 @@ def test_unreachable_temporal_is_reported(tmp_path: Path) -> None:
 def test_module_entry_point(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "starters.cli", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "subscriber" in done.stdout
+
+
+def test_send_flags_build_the_documented_request() -> None:
+    from starters.cli import build_parser, build_send_request
+    from starters.client import parse_request
+
+    args = build_parser().parse_args(
+        ["send", "--to", "u1", "--channel", "in_app>push>email", "--channel", "webhook",
+         "--escalate-after", "in_app=PT10M", "--escalate-after", "push=PT1H",
+         "--title", "Hi", "--data", "order=123", "--priority", "high", "--category", "orders"]
+    )  # fmt: skip
+    request = parse_request(build_send_request(args))
+    first, second = request.channels
+    assert [first.channel, *first.fallback] == ["in_app", "push", "email"]
+    assert {c.value: d.total_seconds() for c, d in first.escalate_after.items()} == {
+        "in_app": 600,
+        "push": 3600,
+    }
+    assert second.channel == "webhook" and request.content.data == {"order": "123"}
+
+
+def test_escalation_for_unknown_channel_is_refused(tmp_path: Path) -> None:
+    done = run(
+        tmp_path, "send", "--to", "u1", "--channel", "email", "--title", "x", "--escalate-after", "sms=PT1M"
+    )
+    assert done.returncode == 2 and "--escalate-after names 'sms'" in done.stderr
