@@ -69,6 +69,26 @@ def search_attributes_for(request: NotificationInput, phase: Phase) -> TypedSear
     return TypedSearchAttributes(pairs)
 
 
+def current_details(state: NotificationState) -> str:
+    """The Web UI's "Current Details" panel: phase, reason and each destination, in Markdown."""
+    lines = [f"**Phase:** {state.phase.value}" + (f" ({state.reason})" if state.reason else "")]
+    if state.quiet_hours_until:
+        lines.append(f"**Quiet hours until:** {state.quiet_hours_until.isoformat()}")
+    for d in state.destinations:
+        where = d.device_id or d.destination
+        line = f"- {d.channel.value}/{d.provider} → {where}: **{d.status.value}**"
+        if d.attempts:
+            line += f", {d.attempts} attempt{'s' if d.attempts != 1 else ''}"
+        if d.last_error:
+            line += f", {d.last_error}"
+        if d.fallback_from:
+            line += f" (fallback from {d.fallback_from.value})"
+        lines.append(line)
+    if state.events:
+        lines.append(f"**Last event:** {state.events[-1].message}")
+    return "\n".join(lines)
+
+
 def parse_schedule(value: str) -> datetime:
     """Parse the `reschedule` signal's input: an ISO 8601 timestamp with an offset."""
     try:
@@ -303,6 +323,7 @@ class NotificationWorkflow:
             fallback_reason=fallback_reason,
         )
         self._state.destinations.append(state)
+        workflow.set_current_details(current_details(self._state))
         policy = self._retry_spec(destination.channel, prep)
         schedule_to_close = policy.schedule_to_close_timeout
         if self._request.expires_at is not None:
@@ -345,6 +366,7 @@ class NotificationWorkflow:
         state.attempts = result.attempt
         state.provider_message_id = result.provider_message_id
         state.finished_at = workflow.now()
+        workflow.set_current_details(current_details(self._state))
         return True
 
     def _record_failure(self, state: DestinationState, reason: str, kind: ErrorKind, attempts: int) -> bool:
@@ -353,6 +375,7 @@ class NotificationWorkflow:
         state.error_kind = kind
         state.attempts = attempts
         state.finished_at = workflow.now()
+        workflow.set_current_details(current_details(self._state))
         return False
 
     async def _deactivate(
@@ -502,6 +525,7 @@ class NotificationWorkflow:
 
     def _event(self, message: str) -> None:
         self._state.events.append(StateEvent(at=workflow.now(), message=message))
+        workflow.set_current_details(current_details(self._state))
 
     def _failure_summary(self) -> str:
         failed = [d for d in self._state.destinations if d.status is DeliveryStatus.failed]
