@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,20 @@ async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- subscribers
 
 
-def _store(settings: Settings) -> SqliteSubscriberStore:
-    return SqliteSubscriberStore(settings.store.sqlite_path)
+@contextlib.contextmanager
+def _store(settings: Settings) -> Iterator[SqliteSubscriberStore]:
+    store = SqliteSubscriberStore(settings.store.sqlite_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _existing(store: SqliteSubscriberStore, recipient_id: str) -> Recipient:
+    recipient = store.get(recipient_id)
+    if recipient is None:
+        raise UnknownRecipientError(recipient_id)
+    return recipient
 
 
 _PROFILE_FIELDS = (
@@ -186,32 +199,22 @@ _PROFILE_FIELDS = (
 
 
 def cmd_subscriber_add(args: argparse.Namespace, settings: Settings, *, update: bool) -> int:
-    store = _store(settings)
-    try:
-        current = store.get(args.id)
-        if update and current is None:
-            raise UnknownRecipientError(args.id)
+    with _store(settings) as store:
+        current = _existing(store, args.id) if update else store.get(args.id)
         if not update and current is not None:
             raise UsageError(f"subscriber {args.id!r} exists; use `tidings subscriber update`")
         values = current.model_dump() if current else {"id": args.id}
         values.update({f: getattr(args, f) for f in _PROFILE_FIELDS if getattr(args, f) is not None})
         recipient = Recipient.model_validate(values)
         store.put(recipient)
-        _print_json(recipient.model_dump(mode="json"))
-    finally:
-        store.close()
+    _print_json(recipient.model_dump(mode="json"))
     return 0
 
 
 def cmd_subscriber_show(args: argparse.Namespace, settings: Settings) -> int:
-    store = _store(settings)
-    try:
-        recipient = store.get(args.id)
-        if recipient is None:
-            raise UnknownRecipientError(args.id)
-        _print_json(recipient.model_dump(mode="json"))
-    finally:
-        store.close()
+    with _store(settings) as store:
+        recipient = _existing(store, args.id)
+    _print_json(recipient.model_dump(mode="json"))
     return 0
 
 
@@ -224,12 +227,8 @@ def _quiet_hours(spec: str) -> QuietHours:
 
 
 def cmd_subscriber_preferences(args: argparse.Namespace, settings: Settings) -> int:
-    store = _store(settings)
-    try:
-        recipient = store.get(args.id)
-        if recipient is None:
-            raise UnknownRecipientError(args.id)
-        prefs = recipient.preferences.model_copy(deep=True)
+    with _store(settings) as store:
+        prefs = _existing(store, args.id).preferences.model_copy(deep=True)
         prefs.opted_out_channels |= {Channel(c) for c in args.opt_out_channel or []}
         prefs.opted_out_channels -= {Channel(c) for c in args.opt_in_channel or []}
         prefs.opted_out_categories |= set(args.opt_out_category or [])
@@ -239,9 +238,7 @@ def cmd_subscriber_preferences(args: argparse.Namespace, settings: Settings) -> 
         if args.no_quiet_hours:
             prefs.quiet_hours = None
         updated = store.set_preferences(args.id, Preferences.model_validate(prefs.model_dump()))
-        _print_json(updated.preferences.model_dump(mode="json"))
-    finally:
-        store.close()
+    _print_json(updated.preferences.model_dump(mode="json"))
     return 0
 
 
@@ -255,22 +252,16 @@ def cmd_subscriber_add_device(args: argparse.Namespace, settings: Settings) -> i
             "subscription": _read_json(args.subscription) if args.subscription else None,
         }
     )
-    store = _store(settings)
-    try:
+    with _store(settings) as store:
         recipient = store.add_device(args.id, device)
-        _print_json([d.model_dump(mode="json") for d in recipient.devices])
-    finally:
-        store.close()
+    _print_json([d.model_dump(mode="json") for d in recipient.devices])
     return 0
 
 
 def cmd_subscriber_remove_device(args: argparse.Namespace, settings: Settings) -> int:
-    store = _store(settings)
-    try:
+    with _store(settings) as store:
         recipient = store.remove_device(args.id, args.device_id)
-        _print_json([d.model_dump(mode="json") for d in recipient.devices])
-    finally:
-        store.close()
+    _print_json([d.model_dump(mode="json") for d in recipient.devices])
     return 0
 
 
