@@ -1,0 +1,48 @@
+"""`tidings dev --demo`, the README's first command, run as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from sandbox.smtp import free_port
+from tests.conftest import BIN_DIR
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_dev_stack_delivers_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
+    port, ui_port, smtp_port = free_port(), free_port(), free_port()
+    env = {**os.environ, "TIDINGS_SMTP__PORT": str(smtp_port)}
+    process = await asyncio.create_subprocess_exec(
+        str(BIN_DIR / "tidings"), "dev", "--demo", "--data-dir", str(tmp_path / "data"),
+        "--port", str(port), "--ui-port", str(ui_port),
+        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(90):
+            while not any("demo notification" in line for line in output):
+                line = (await process.stdout.readline()).decode()
+                assert line, "tidings dev exited early:\n" + "".join(output)
+                output.append(line)
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 60)
+        output.append(rest.decode())
+    text = "".join(output)
+    assert process.returncode == 0, text
+    assert f"http://127.0.0.1:{ui_port}/namespaces/default/workflows" in text
+    assert ": delivered" in text
+    [saved] = list((tmp_path / "data" / "mail").glob("*.eml"))
+    message = email.message_from_bytes(saved.read_bytes())
+    assert (
+        message["Subject"] == "Welcome to Tidings" and message["To"] == "Demo User <demo@tidings.localhost>"
+    )
+    assert (tmp_path / "data" / "temporal.sqlite").exists()  # the server's state survives a restart
