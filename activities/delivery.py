@@ -20,6 +20,7 @@ from activities.providers.base import (
     PermanentDeliveryError,
     Provider,
     ThrottledDeliveryError,
+    TransientDeliveryError,
 )
 from activities.providers.registry import SETTINGS_HINT
 from activities.rendering import InlineRenderer, RenderedMessage
@@ -90,6 +91,7 @@ class DeliveryActivities:
                 failure_details(exc, attempt),
                 type=type(exc).__name__,
                 non_retryable=isinstance(exc, PermanentDeliveryError),
+                next_retry_delay=exc.retry_after if isinstance(exc, TransientDeliveryError) else None,
             ) from None
         return DeliveryResult(
             provider=destination.provider,

@@ -30,6 +30,7 @@ class RenderedMessage(BaseModel):
     url: str | None = None
     collapse_key: str | None = None
     headers: dict[str, str] = Field(default_factory=dict, description="extra email headers")
+    platform_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class InlineRenderer:
@@ -57,6 +58,7 @@ class InlineRenderer:
             image=content.image,
             url=content.url,
             collapse_key=content.collapse_key,
+            platform_overrides=dict(content.platform_overrides),
         )
 
 

@@ -27,6 +27,8 @@ from tidings.models import Channel, RetrySpec
 from tidings.settings import Settings
 from workers.worker import running_worker
 
+pytest_plugins = ["tests.push_fixtures"]
+
 BIN_DIR = Path(sys.executable).parent
 TEMPORAL_CLI = BIN_DIR / "temporal"
 TEST_SERVER = BIN_DIR / "temporal-test-server"

@@ -238,6 +238,10 @@ class Content(Model):
     template_id: str | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
     collapse_key: str | None = None
+    platform_overrides: dict[Literal["android", "apns", "webpush"], dict[str, Any]] = Field(
+        default_factory=dict,
+        description="merged into the FCM message's android/apns/webpush blocks (and the APNs payload)",
+    )
 
     @model_validator(mode="after")
     def _something_to_say(self) -> Content:

@@ -47,6 +47,10 @@ class PermanentDeliveryError(DeliveryError):
 class TransientDeliveryError(DeliveryError):
     kind = "transient"
 
+    def __init__(self, reason: str, *, retry_after: timedelta | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
 
 class ThrottledDeliveryError(DeliveryError):
     kind = "throttled"

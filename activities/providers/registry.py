@@ -6,7 +6,9 @@ it fails permanently with a message that names the settings to fill in.
 
 from __future__ import annotations
 
+from activities.providers.apns import ApnsProvider
 from activities.providers.base import Provider
+from activities.providers.fcm import FcmProvider
 from activities.providers.smtp import SmtpProvider
 from activities.providers.webhook import WebhookProvider
 from activities.store.base import SubscriberStore
@@ -22,5 +24,10 @@ SETTINGS_HINT: dict[str, str] = {
 
 
 def build_providers(settings: Settings, store: SubscriberStore) -> dict[str, Provider]:
+    """Every provider whose settings are complete. Broken credentials files stop the worker."""
     providers: list[Provider] = [SmtpProvider(settings.smtp), WebhookProvider(settings.webhook)]
+    if settings.fcm.project_id and settings.fcm.service_account_file:
+        providers.append(FcmProvider(settings.fcm))
+    if settings.apns.team_id and settings.apns.key_id and settings.apns.private_key_file:
+        providers.append(ApnsProvider(settings.apns))
     return {p.name: p for p in providers}

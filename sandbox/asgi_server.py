@@ -1,0 +1,37 @@
+"""Run an ASGI app on loopback for the sandboxes: uvicorn (HTTP/1.1) or hypercorn (HTTP/2)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+
+
+class UvicornServer:
+    """An ASGI app served by uvicorn on 127.0.0.1 and a free port, in this event loop."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = 0
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="off")
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task:
+            await self._task
