@@ -88,6 +88,7 @@ class ApnsSandbox:
         config.bind = [f"127.0.0.1:{self._port}"]
         config.loglevel = "WARNING"
         config.accesslog = None
+        config.keep_alive_max_requests = 10_000_000  # APNs keeps connections open for good
         app = Starlette(routes=[Route("/3/device/{token}", self._push, methods=["POST"])])
         self._task = asyncio.create_task(serve(app, config, shutdown_trigger=self._stop.wait))  # type: ignore[arg-type]
         for _ in range(500):
