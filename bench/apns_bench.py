@@ -46,7 +46,7 @@ def deliveries(count: int) -> list[DeliveryInput]:
                 recipient=recipient,
                 content=Content(title="Bench", body=f"message {i}"),
                 priority=Priority.high,
-            )  # fmt: skip
+            )
         )
     return result
 
@@ -97,8 +97,13 @@ async def main(count: int, concurrency: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         key_file = Path(tmp) / "AuthKey.p8"
         key_file.write_bytes(pem)
-        settings = ApnsSettings(team_id="TEAMBENCH1", key_id="KEYBENCH01", private_key_file=key_file, topic=TOPIC,
-                                base_url=sandbox.url)  # fmt: skip
+        settings = ApnsSettings(
+            team_id="TEAMBENCH1",
+            key_id="KEYBENCH01",
+            private_key_file=key_file,
+            topic=TOPIC,
+            base_url=sandbox.url,
+        )
         items = deliveries(count)
         provider = ApnsProvider(settings)
         token = provider.tokens.token()
@@ -121,11 +126,10 @@ async def main(count: int, concurrency: int, rounds: int) -> None:
     print(f"{count} APNs sends x {rounds} rounds, concurrency {concurrency}, local HTTP/2 server")
     rates = {name: total / sum(t) for name, t in times.items()}
     for name, rate in rates.items():
-        print(f"{name:12} {rate:8.0f} sends/s   connections opened: {connections.get(name, 0)}")
+        print(f"{name:12} {rate:8.0f} sends/s   connections opened: {connections[name]}")
     print(f"ratio provider/plain: {rates['provider'] / rates['plain httpx']:.2f}x")
-    print(
-        f"provider tokens issued: {provider.tokens.issued}, seen by the server: {len(sandbox.provider_tokens)}"
-    )
+    seen = len(sandbox.provider_tokens)
+    print(f"provider tokens issued: {provider.tokens.issued}, seen by the server: {seen}")
 
 
 if __name__ == "__main__":
