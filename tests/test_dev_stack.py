@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import json
 import os
 import signal
 from pathlib import Path
@@ -14,6 +15,18 @@ from sandbox.smtp import free_port
 from tests.conftest import BIN_DIR
 
 pytestmark = pytest.mark.e2e
+
+
+async def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(BIN_DIR / "tidings"),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, out.decode()
 
 
 async def test_dev_stack_delivers_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
@@ -32,6 +45,28 @@ async def test_dev_stack_delivers_the_demo_and_stops_cleanly(tmp_path: Path) -> 
                 line = (await process.stdout.readline()).decode()
                 assert line, "tidings dev exited early:\n" + "".join(output)
                 output.append(line)
+        # push through the dev stack's local FCM and APNs sandbox, with the CLI a user would use
+        cli_env = {
+            **env,
+            "TIDINGS_TEMPORAL__ADDRESS": f"127.0.0.1:{port}",
+            "TIDINGS_STORE__SQLITE_PATH": str(tmp_path / "data" / "tidings.sqlite3"),
+        }
+        devices = [
+            ["pixel", "--platform", "fcm", "--token", "any-fcm-token"],
+            ["iphone", "--platform", "apns", "--token", "ab" * 32, "--app", "com.example.tidings"],
+        ]
+        for device in devices:
+            assert (await cli(cli_env, "subscriber", "add-device", "demo-user", *device))[0] == 0
+        code, out = await cli(
+            cli_env, "send", "--to", "demo-user", "--channel", "push", "--title", "Hi", "--wait"
+        )
+        assert code == 0, out
+        result = json.loads(out)["result"]
+        assert result["phase"] == "delivered"
+        assert sorted((d["provider"], d["status"]) for d in result["destinations"]) == [
+            ("apns", "sent"),
+            ("fcm", "sent"),
+        ]
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(process.communicate(), 60)
