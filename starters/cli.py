@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import datetime, time
@@ -390,6 +391,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    code = _run(parser, args)
+    if hasattr(args, "run") and argv is None:
+        _exit_without_teardown(code)
+    return code
+
+
+def _exit_without_teardown(code: int) -> None:
+    """End the process once a Temporal command is done, skipping interpreter teardown.
+
+    The Temporal SDK's native runtime threads can crash CPython's finalization in short-lived
+    client processes (an abort after the work is done: temporalio/sdk-python issue #300).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
         if hasattr(args, "run"):
