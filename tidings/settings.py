@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from tidings.models import DEFAULT_TASK_QUEUE, Channel, RetrySpec
+from tidings.webhook_signature import decode_secret
 
 SETTINGS_ENV = "TIDINGS_SETTINGS"
 DEFAULT_SETTINGS_FILE = "tidings.toml"
@@ -65,6 +66,12 @@ class SmtpSettings(BaseModel):
     from_address: str = "Tidings <notifications@tidings.localhost>"
 
 
+def _check_webhook_secret(secret: SecretStr | None) -> SecretStr | None:
+    if secret is not None:
+        decode_secret(secret.get_secret_value())
+    return secret
+
+
 class WebhookSettings(BaseModel):
     timeout: float = Field(default=15.0, gt=0)
     signing_secret: SecretStr | None = Field(
@@ -73,6 +80,18 @@ class WebhookSettings(BaseModel):
     endpoint_secrets: dict[str, SecretStr] = Field(
         default_factory=dict, description="per endpoint URL, its signing secret"
     )
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _valid_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_webhook_secret(value)
+
+    @field_validator("endpoint_secrets")
+    @classmethod
+    def _valid_secrets(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for secret in value.values():
+            _check_webhook_secret(secret)
+        return value
 
 
 class FcmSettings(BaseModel):

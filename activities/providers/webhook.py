@@ -1,6 +1,13 @@
-"""The webhook channel: an HTTP POST of the notification as JSON to the recipient's endpoint."""
+"""The webhook channel: an HTTP POST of the notification as JSON to the recipient's endpoint.
+
+Signed per Standard Webhooks when a secret is configured for the endpoint (`webhook.endpoint_secrets`)
+or globally (`webhook.signing_secret`): `webhook-id` is the delivery id, stable across retries,
+so receivers can deduplicate; each attempt carries a fresh `webhook-timestamp` and signature.
+"""
 
 from __future__ import annotations
+
+import time
 
 import httpx
 
@@ -14,6 +21,7 @@ from activities.providers.base import (
 from activities.rendering import RenderedMessage, canonical_json
 from tidings.models import DeliveryInput
 from tidings.settings import WebhookSettings
+from tidings.webhook_signature import decode_secret, sign
 
 
 class WebhookProvider:
@@ -22,6 +30,12 @@ class WebhookProvider:
     def __init__(self, settings: WebhookSettings, client: httpx.AsyncClient | None = None) -> None:
         self._settings = settings
         self._client = client or httpx.AsyncClient(timeout=settings.timeout, follow_redirects=False)
+        self._default_key = (
+            decode_secret(settings.signing_secret.get_secret_value()) if settings.signing_secret else None
+        )
+        self._keys = {
+            url: decode_secret(s.get_secret_value()) for url, s in settings.endpoint_secrets.items()
+        }
 
     async def send(self, delivery: DeliveryInput, message: RenderedMessage) -> ProviderReceipt:
         url = delivery.destination.address
@@ -36,6 +50,11 @@ class WebhookProvider:
             }
         )
         headers = {"content-type": "application/json", "webhook-id": delivery.delivery_id}
+        key = self._keys.get(url, self._default_key)
+        if key is not None:
+            timestamp = int(time.time())
+            headers["webhook-timestamp"] = str(timestamp)
+            headers["webhook-signature"] = sign(key, delivery.delivery_id, timestamp, body)
         try:
             response = await self._client.post(url, content=body, headers=headers)
         except httpx.TimeoutException:
