@@ -24,6 +24,7 @@ from temporalio.service import RPCError
 
 from activities.store.base import UnknownRecipientError
 from activities.store.sqlite import SqliteSubscriberStore
+from starters import inbox
 from starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
@@ -35,7 +36,7 @@ from tidings.models import Channel, Device, NotificationState, Preferences, Quie
 from tidings.settings import Settings, SettingsError, load_settings
 
 # Commands contributed by other modules, each exposing `register(subparsers)`.
-EXTENSION_MODULES = ("starters.template_commands", "starters.vapid_commands", "starters.inbox_commands")
+EXTENSION_MODULES = ("starters.template_commands", "starters.vapid_commands")
 
 
 class UsageError(Exception):
@@ -373,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove_device.add_argument("device_id")
     remove_device.set_defaults(sync=cmd_subscriber_remove_device)
 
+    inbox.register(sub)
     for name in EXTENSION_MODULES:
         try:
             module = importlib.import_module(name)

@@ -6,12 +6,14 @@ it fails permanently with a message that names the settings to fill in.
 
 from __future__ import annotations
 
+from activities.inbox import InboxProvider, InboxStore
 from activities.providers.apns import ApnsProvider
 from activities.providers.base import Provider
 from activities.providers.fcm import FcmProvider
 from activities.providers.smtp import SmtpProvider
 from activities.providers.webhook import WebhookProvider
 from activities.store.base import SubscriberStore
+from activities.store.sqlite import SqliteSubscriberStore
 from tidings.settings import Settings
 
 SETTINGS_HINT: dict[str, str] = {
@@ -30,4 +32,6 @@ def build_providers(settings: Settings, store: SubscriberStore) -> dict[str, Pro
         providers.append(FcmProvider(settings.fcm))
     if settings.apns.team_id and settings.apns.key_id and settings.apns.private_key_file:
         providers.append(ApnsProvider(settings.apns))
+    if isinstance(store, SqliteSubscriberStore):
+        providers.append(InboxProvider(InboxStore.beside(store)))
     return {p.name: p for p in providers}

@@ -1,0 +1,93 @@
+"""The in-app inbox: stored once per delivery, listed unread first, read marks stop escalation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from activities.inbox import InboxMessage, InboxStore
+from activities.store.sqlite import SqliteSubscriberStore
+from sandbox.smtp import SmtpSink
+from starters.client import TidingsClient
+from starters.inbox import mark_read
+from tests.conftest import BIN_DIR
+from tidings.models import DeliveryStatus, Phase
+
+
+def message(delivery_id: str, minutes_ago: int, recipient: str = "u1") -> InboxMessage:
+    return InboxMessage(
+        delivery_id=delivery_id, recipient_id=recipient, notification_id="n", workflow_id="notification-n",
+        title=f"message {delivery_id}", created_at=datetime.now(UTC) - timedelta(minutes=minutes_ago),
+    )  # fmt: skip
+
+
+def test_listing_order_paging_and_counts(store: SqliteSubscriberStore) -> None:
+    inbox = InboxStore.beside(store)
+    for i, age in enumerate([30, 20, 10, 5]):
+        assert inbox.add(message(f"d{i}", age))
+    assert not inbox.add(message("d0", 30))  # a retry stores nothing twice
+    inbox.add(message("other", 1, recipient="u2"))
+    inbox.mark_read("d3")
+    inbox.archive("d0")
+    assert [m.delivery_id for m in inbox.list("u1")] == ["d2", "d1", "d3"]  # unread first, newest first
+    assert [m.delivery_id for m in inbox.list("u1", page=2, page_size=2)] == ["d3"]
+    assert [m.delivery_id for m in inbox.list("u1", include_archived=True)] == ["d2", "d1", "d0", "d3"]
+    assert inbox.unread_count("u1") == 2
+    inbox.mark_read("d3", read=False)
+    assert inbox.unread_count("u1") == 3
+
+
+async def test_in_app_delivery_and_read_stops_escalation(
+    tidings: TidingsClient, store: SqliteSubscriberStore, smtp_sink: SmtpSink
+) -> None:
+    [handle] = await tidings.send(
+        {
+            "id": "inbox-1",
+            "recipients": [{"id": "reader", "email": "reader@example.com"}],
+            "channels": [{"channel": "in_app", "fallback": ["email"], "escalate_after": {"in_app": "PT10M"}}],
+            "content": {"title": "New comment", "body": "on your post", "url": "https://example.com/p/1"},
+        }
+    )
+    inbox = InboxStore.beside(store)
+    for _ in range(200):
+        state = await handle.status()
+        if state.destinations and state.destinations[0].status is DeliveryStatus.sent:
+            break
+        await asyncio.sleep(0.05)
+    [stored] = inbox.list("reader")
+    assert stored.title == "New comment" and stored.url == "https://example.com/p/1"
+    assert stored.delivery_id == state.destinations[0].delivery_id
+    read, told = await mark_read(tidings.client, inbox, stored.delivery_id)
+    assert told and read.read_at is not None
+    state = await handle.result()
+    assert state.phase is Phase.delivered
+    assert [d.channel for d in state.destinations] == ["in_app"]
+    assert state.destinations[0].engagement[0].kind == "read"
+    assert not smtp_sink.received
+    # after the notification finished, the read state is still kept
+    _, told = await mark_read(tidings.client, inbox, stored.delivery_id, read=False)
+    assert not told and inbox.unread_count("reader") == 1
+
+
+def test_inbox_cli(tmp_path: Path) -> None:
+    store = SqliteSubscriberStore(tmp_path / "s.sqlite3")
+    InboxStore.beside(store).add(message("d1", 1))
+    store.close()
+    env = {**os.environ, "TIDINGS_STORE__SQLITE_PATH": str(tmp_path / "s.sqlite3")}
+
+    def run(*args: str) -> object:
+        done = subprocess.run(
+            [str(BIN_DIR / "tidings"), "inbox", *args], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    assert run("count", "u1") == {"recipient_id": "u1", "unread": 1}
+    listed = run("list", "u1")
+    assert isinstance(listed, list) and listed[0]["delivery_id"] == "d1"
+    run("archive", "d1")
+    assert run("list", "u1") == [] and run("count", "u1") == {"recipient_id": "u1", "unread": 0}
