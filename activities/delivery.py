@@ -24,6 +24,7 @@ from activities.providers.base import (
 )
 from activities.providers.registry import SETTINGS_HINT
 from activities.rendering import InlineRenderer, RenderedMessage
+from tidings.links import click_url, event_token
 from tidings.models import Channel, Content, DeliveryInput, DeliveryResult, Recipient
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,42 @@ def failure_details(error: DeliveryError | RenderError, attempt: int) -> dict[st
     return details
 
 
+class LinkTracking:
+    """Rewrites a message's link to a signed click-tracking URL on the receiver, and gives apps a
+    signed token (`data.tidings_token`) to report opens and dismissals with."""
+
+    def __init__(self, public_url: str, key: bytes) -> None:
+        self._public_url = public_url
+        self._key = key
+
+    def apply(self, delivery: DeliveryInput, message: RenderedMessage) -> None:
+        if message.url:
+            original = message.url
+            tracked = click_url(
+                self._public_url, self._key, delivery.workflow_id, delivery.delivery_id, original
+            )
+            message.url = tracked
+            for part in ("text", "html", "sms_text", "chat_text", "body"):
+                value = getattr(message, part)
+                if value and original in value:
+                    setattr(message, part, value.replace(original, tracked))
+        if delivery.destination.channel is Channel.push:
+            message.data = {
+                **message.data,
+                "tidings_token": event_token(self._key, delivery.workflow_id, delivery.delivery_id),
+            }
+
+
 class DeliveryActivities:
-    def __init__(self, providers: dict[str, Provider], renderer: Renderer | None = None) -> None:
+    def __init__(
+        self,
+        providers: dict[str, Provider],
+        renderer: Renderer | None = None,
+        links: LinkTracking | None = None,
+    ) -> None:
         self._providers = providers
         self._renderer: Renderer = renderer or InlineRenderer()
+        self._links = links
 
     @activity.defn(name="deliver")
     async def deliver(self, delivery: DeliveryInput) -> DeliveryResult:
@@ -66,6 +99,8 @@ class DeliveryActivities:
             )
         try:
             message = self._renderer.render(delivery.content, delivery.recipient, destination.channel)
+            if self._links is not None:
+                self._links.apply(delivery, message)
             receipt = await provider.send(delivery, message)
         except RenderError as exc:
             raise ApplicationError(

@@ -40,12 +40,13 @@ class InlineRenderer:
         title = content.title or ""
         body = content.body or ""
         one_line = f"{title}: {body}" if title and body else (title or body)
+        link = f"\n{content.url}" if content.url else ""
         return RenderedMessage(
             title=content.title,
             body=content.body,
             subject=content.title or one_line[:78],
-            text=body or title,
-            sms_text=one_line,
+            text=(body or title) + link,
+            sms_text=one_line + (f" {content.url}" if content.url else ""),
             chat_text=f"*{title}*\n{body}" if title and body else one_line,
             webhook_json={
                 "title": content.title,

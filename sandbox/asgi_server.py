@@ -11,11 +11,11 @@ import uvicorn
 class UvicornServer:
     """An ASGI app served by uvicorn on 127.0.0.1 and a free port, in this event loop."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
-        self.port = 0
+        self.port = port
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="off")
+            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from activities.store.base import UnknownRecipientError
+from activities.store.receipts import ReceiptLog
 from activities.store.sqlite import SqliteSubscriberStore
 from starters import inbox
 from starters.client import (
@@ -131,7 +132,19 @@ async def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     client = await TidingsClient.connect(settings)
     state: NotificationState = await client.status(args.id)
-    _print_json(state.model_dump(mode="json"))
+    output = state.model_dump(mode="json")
+    with _store(settings) as store:
+        late = ReceiptLog.beside(store).late_receipts(state.workflow_id)
+    if late:
+        output["late_receipts"] = [r.model_dump(mode="json") for r in late]
+    _print_json(output)
+    return 0
+
+
+async def cmd_receiver(args: argparse.Namespace, settings: Settings) -> int:
+    from receiver.app import run_receiver
+
+    await run_receiver(settings)
     return 0
 
 
@@ -328,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     reschedule.add_argument("id")
     reschedule.add_argument("schedule_at", help="ISO 8601 with offset, e.g. 2030-01-01T09:00:00+00:00")
     reschedule.set_defaults(run=cmd_reschedule)
+
+    receiver = sub.add_parser(
+        "receiver", help="run the receipt receiver (Twilio callbacks, clicks, app events)"
+    )
+    receiver.set_defaults(run=cmd_receiver)
 
     worker = sub.add_parser("worker", help="run a worker (SIGTERM/Ctrl-C stops it gracefully)")
     worker.set_defaults(run=cmd_worker)

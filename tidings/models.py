@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -207,9 +208,20 @@ class Recipient(Model):
     @field_validator("phone")
     @classmethod
     def _e164(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"\+[1-9][0-9]{6,14}", value):
-            raise ValueError(f"phone numbers must be E.164 (+ and 7-15 digits), got {value!r}")
-        return value
+        """Normalise to E.164 ('+49 151 1234 5678' -> '+4915112345678'); refuse invalid numbers."""
+        if value is None:
+            return None
+        try:
+            number = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            if not value.strip().startswith("+"):
+                raise ValueError(
+                    f"phone numbers need the country code, e.g. +4915112345678; got {value!r}"
+                ) from None
+            raise ValueError(f"{value!r} is not a valid phone number") from None
+        if not phonenumbers.is_valid_number(number):
+            raise ValueError(f"{value!r} is not a valid phone number")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
     def has_address_for(self, channel: Channel) -> bool:
         match channel:

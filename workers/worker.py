@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.delivery import DeliveryActivities, Renderer
+from activities.delivery import DeliveryActivities, LinkTracking, Renderer
 from activities.providers.base import Provider
 from activities.providers.registry import build_providers
 from activities.store.base import SubscriberStore
@@ -81,7 +81,9 @@ def build_worker(
     task_queue: str | None = None,
 ) -> Worker:
     providers = providers if providers is not None else build_providers(settings, store)
-    delivery = DeliveryActivities(providers, renderer or default_renderer(settings))
+    key = settings.receiver.link_signing_key
+    links = LinkTracking(settings.receiver.public_url, key.get_secret_value().encode()) if key else None
+    delivery = DeliveryActivities(providers, renderer or default_renderer(settings), links)
     subscribers = SubscriberActivities(store, settings)
     w = settings.worker
     return Worker(

@@ -11,6 +11,7 @@ from activities.providers.apns import ApnsProvider
 from activities.providers.base import Provider
 from activities.providers.fcm import FcmProvider
 from activities.providers.smtp import SmtpProvider
+from activities.providers.twilio import TwilioProvider
 from activities.providers.webhook import WebhookProvider
 from activities.store.base import SubscriberStore
 from activities.store.sqlite import SqliteSubscriberStore
@@ -32,6 +33,9 @@ def build_providers(settings: Settings, store: SubscriberStore) -> dict[str, Pro
         providers.append(FcmProvider(settings.fcm))
     if settings.apns.team_id and settings.apns.key_id and settings.apns.private_key_file:
         providers.append(ApnsProvider(settings.apns))
+    twilio = settings.twilio
+    if twilio.account_sid and twilio.auth_token and (twilio.from_number or twilio.messaging_service_sid):
+        providers.append(TwilioProvider(twilio, settings.receiver, store))
     if isinstance(store, SqliteSubscriberStore):
         providers.append(InboxProvider(InboxStore.beside(store)))
     return {p.name: p for p in providers}

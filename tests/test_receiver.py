@@ -1,0 +1,162 @@
+"""The receiver over real HTTP: Twilio callbacks (valid, forged, replayed, late), clicks, app events."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from activities.inbox import InboxStore
+from activities.store.receipts import ReceiptLog
+from activities.store.sqlite import SqliteSubscriberStore
+from receiver.app import Receiver
+from sandbox.asgi_server import UvicornServer
+from sandbox.smtp import SmtpSink, free_port
+from sandbox.twilio import TwilioSandbox
+from starters.client import NotificationHandle, TidingsClient
+from tidings.links import event_token, sign_token
+from tidings.models import DeliveryStatus, Phase
+from tidings.settings import Settings
+from workers.worker import running_worker
+
+SID, TOKEN = "AC" + "3" * 32, "receiver-auth-token-0123456789"
+LINK_KEY = "link-signing-key-0123456789abcdef"
+NUMBER = "+4915112345678"
+
+
+@dataclass
+class Stack:
+    tidings: TidingsClient
+    twilio: TwilioSandbox
+    receiver_url: str
+    log: ReceiptLog
+    inbox: InboxStore
+
+
+@pytest_asyncio.fixture
+async def stack(
+    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore
+) -> AsyncIterator[Stack]:
+    twilio = await TwilioSandbox(SID, TOKEN).start()
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    configured = Settings.model_validate(
+        {
+            **settings.model_dump(),
+            "twilio": {
+                "account_sid": SID,
+                "auth_token": TOKEN,
+                "from_number": "+15005550006",
+                "base_url": twilio.url,
+            },
+            "receiver": {"public_url": public, "link_signing_key": LINK_KEY},
+        }
+    )
+    log = ReceiptLog.beside(store)
+    server = UvicornServer(Receiver(configured, ts_env.client, log).app(), port=port)
+    await server.start()
+    try:
+        async with running_worker(ts_env.client, configured, store, task_queue="receiver-tests"):
+            yield Stack(TidingsClient(ts_env.client, task_queue="receiver-tests"), twilio, public, log,
+                        InboxStore.beside(store))  # fmt: skip
+    finally:
+        await server.stop()
+        await twilio.stop()
+
+
+async def first_sent(handle: NotificationHandle) -> str:
+    for _ in range(200):
+        state = await handle.status()
+        if state.destinations and state.destinations[0].status is DeliveryStatus.sent:
+            return state.destinations[0].delivery_id
+        await asyncio.sleep(0.05)
+    raise AssertionError("nothing was sent")
+
+
+def escalating(notification_id: str, first: str) -> dict[str, object]:
+    return {
+        "id": notification_id,
+        "recipients": [{"id": "r1", "phone": NUMBER, "email": "r1@example.com"}],
+        "channels": [{"channel": first, "fallback": ["email"], "escalate_after": {first: "PT30M"}}],
+        "content": {
+            "title": "Your parcel",
+            "body": "is out for delivery",
+            "url": "https://shop.example.com/o/9",
+        },
+    }
+
+
+async def test_twilio_callbacks_valid_forged_replayed_and_late(stack: Stack, smtp_sink: SmtpSink) -> None:
+    [handle] = await stack.tidings.send(escalating("sms-receipts", "sms"))
+    await first_sent(handle)
+    [message] = stack.twilio.messages
+    assert message["StatusCallback"].startswith(
+        f"{stack.receiver_url}/twilio/status?w=notification-sms-receipts"
+    )
+    assert "/c/" in message["Body"]  # the link is tracked
+
+    response = await stack.twilio.send_status_callback(message["sid"], "delivered")
+    assert response.status_code == 204
+    replay = await stack.twilio.send_status_callback(message["sid"], "delivered")
+    assert replay.status_code == 204
+    async with httpx.AsyncClient() as client:
+        forged = await client.post(
+            message["StatusCallback"],
+            data={"MessageSid": message["sid"], "MessageStatus": "read", "AccountSid": SID},
+            headers={"X-Twilio-Signature": base64.b64encode(b"not-a-signature").decode()},
+        )
+        unsigned = await client.post(message["StatusCallback"], data={"MessageSid": message["sid"]})
+    assert forged.status_code == 403 and unsigned.status_code == 403
+
+    state = await handle.status()
+    assert [r.status for r in state.destinations[0].receipts] == ["delivered"]  # once, not replayed
+    assert state.destinations[0].receipts[0].provider_message_id == message["sid"]
+
+    state = await handle.result()  # nobody read it: escalates to email after 30 minutes
+    assert [d.channel.value for d in state.destinations] == ["sms", "email"]
+    late = await stack.twilio.send_status_callback(message["sid"], "read")
+    assert late.status_code == 204
+    [kept] = stack.log.late_receipts("notification-sms-receipts")
+    assert kept.status == "read" and kept.provider_message_id == message["sid"]
+
+
+async def test_click_redirects_only_where_we_linked_and_stops_escalation(
+    stack: Stack, smtp_sink: SmtpSink
+) -> None:
+    [handle] = await stack.tidings.send(escalating("in-app-click", "in_app"))
+    delivery_id = await first_sent(handle)
+    [stored] = stack.inbox.list("r1")
+    assert stored.url is not None and stored.url.startswith(f"{stack.receiver_url}/c/")
+    async with httpx.AsyncClient() as client:
+        click = await client.get(stored.url)
+        assert click.status_code == 302 and click.headers["location"] == "https://shop.example.com/o/9"
+        # a token re-signed with another key, or tampered, or made up, goes nowhere
+        evil = sign_token(
+            b"guessed-key", {"w": "notification-in-app-click", "d": delivery_id, "u": "https://evil.example"}
+        )
+        for path in (f"/c/{evil}", "/c/garbage", "/c/" + stored.url.rsplit("/c/", 1)[1][:-3] + "AAA"):
+            refused = await client.get(f"{stack.receiver_url}{path}")
+            assert refused.status_code == 404 and "location" not in refused.headers
+    state = await handle.result()
+    assert [d.channel.value for d in state.destinations] == ["in_app"]  # the click stopped escalation
+    assert state.destinations[0].engagement[0].kind == "clicked"
+    assert not smtp_sink.received
+
+
+async def test_app_events_need_a_valid_token(stack: Stack, smtp_sink: SmtpSink) -> None:
+    [handle] = await stack.tidings.send(escalating("app-event", "in_app"))
+    delivery_id = await first_sent(handle)
+    token = event_token(LINK_KEY.encode(), "notification-app-event", delivery_id)
+    async with httpx.AsyncClient() as client:
+        bad = await client.post(f"{stack.receiver_url}/events", json={"token": token + "x", "kind": "opened"})
+        malformed = await client.post(f"{stack.receiver_url}/events", json={"kind": "shrugged"})
+        good = await client.post(f"{stack.receiver_url}/events", json={"token": token, "kind": "opened"})
+    assert bad.status_code == 403 and malformed.status_code == 400 and good.status_code == 204
+    state = await handle.result()
+    assert state.phase is Phase.delivered and [d.channel.value for d in state.destinations] == ["in_app"]
+    assert state.destinations[0].engagement[0].kind == "opened"
