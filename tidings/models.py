@@ -250,7 +250,7 @@ class Content(Model):
     template_id: str | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
     collapse_key: str | None = None
-    platform_overrides: dict[Literal["android", "apns", "webpush"], dict[str, Any]] = Field(
+    platform_overrides: dict[Literal["android", "apns", "webpush", "slack"], dict[str, Any]] = Field(
         default_factory=dict,
         description="merged into the FCM message's android/apns/webpush blocks (and the APNs payload)",
     )

@@ -10,6 +10,7 @@ from activities.inbox import InboxProvider, InboxStore
 from activities.providers.apns import ApnsProvider
 from activities.providers.base import Provider
 from activities.providers.fcm import FcmProvider
+from activities.providers.slack import SlackProvider
 from activities.providers.smtp import SmtpProvider
 from activities.providers.twilio import TwilioProvider
 from activities.providers.webhook import WebhookProvider
@@ -22,13 +23,16 @@ SETTINGS_HINT: dict[str, str] = {
     "apns": "apns.team_id, apns.key_id, apns.private_key_file and apns.topic",
     "webpush": "webpush.vapid_private_key",
     "twilio": "twilio.account_sid, twilio.auth_token and twilio.from_number or twilio.messaging_service_sid",
-    "slack": "slack.bot_token (or give the recipient a slack_webhook_url)",
 }
 
 
 def build_providers(settings: Settings, store: SubscriberStore) -> dict[str, Provider]:
     """Every provider whose settings are complete. Broken credentials files stop the worker."""
-    providers: list[Provider] = [SmtpProvider(settings.smtp), WebhookProvider(settings.webhook)]
+    providers: list[Provider] = [
+        SmtpProvider(settings.smtp),
+        WebhookProvider(settings.webhook),
+        SlackProvider(settings.slack),  # incoming webhooks need no settings; chat.postMessage the bot token
+    ]
     if settings.fcm.project_id and settings.fcm.service_account_file:
         providers.append(FcmProvider(settings.fcm))
     if settings.apns.team_id and settings.apns.key_id and settings.apns.private_key_file:
