@@ -42,6 +42,7 @@ def failure_details(error: DeliveryError | RenderError, attempt: int) -> dict[st
     details: dict[str, Any] = {"attempt": attempt, "kind": getattr(error, "kind", "permanent")}
     if isinstance(error, PermanentDeliveryError):
         details["deactivate_device"] = error.deactivate_device
+        details["disable_endpoint"] = error.disable_endpoint
         if error.provider_timestamp:
             details["provider_timestamp"] = error.provider_timestamp.isoformat()
     return details

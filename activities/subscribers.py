@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.store.base import SubscriberStore
-from tidings.models import DeactivateDeviceInput, Preparation, PrepareInput, Recipient
+from tidings.models import DeactivateDeviceInput, DisableWebhookInput, Preparation, PrepareInput, Recipient
 from tidings.quiet_hours import quiet_hours_end
 from tidings.settings import Settings
 
@@ -48,6 +48,12 @@ class SubscriberActivities:
             quiet_hours_until=quiet_until,
             retry={channel: self._settings.retry_for(channel) for channel in request.channels},
             push_success=self._settings.push_success,
+        )
+
+    @activity.defn(name="disable_webhook")
+    async def disable_webhook(self, request: DisableWebhookInput) -> bool:
+        return await asyncio.to_thread(
+            self._store.disable_webhook, request.recipient_id, request.url, request.reason
         )
 
     @activity.defn(name="deactivate_device")

@@ -220,6 +220,8 @@ def cmd_subscriber_add(args: argparse.Namespace, settings: Settings, *, update: 
             raise UsageError(f"subscriber {args.id!r} exists; use `tidings subscriber update`")
         values = current.model_dump() if current else {"id": args.id}
         values.update({f: getattr(args, f) for f in _PROFILE_FIELDS if getattr(args, f) is not None})
+        if args.webhook_url is not None:
+            values["webhook_disabled"] = None  # a new (or re-confirmed) endpoint starts enabled
         recipient = Recipient.model_validate(values)
         store.put(recipient)
     _print_json(recipient.model_dump(mode="json"))

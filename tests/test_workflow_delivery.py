@@ -267,3 +267,23 @@ async def test_invalid_stored_profile_fails_with_reason(
     assert state.reason is not None
     assert "cannot load recipient 'broken-1': the stored profile is invalid" in state.reason
     assert "timezone" in state.reason
+
+
+async def test_gone_webhook_is_disabled_for_later_notifications(
+    tidings: TidingsClient, store: SqliteSubscriberStore, http_endpoint: HttpEndpoint, smtp_sink: SmtpSink
+) -> None:
+    url = f"{http_endpoint.url}/hook"
+    store.put(Recipient.model_validate(recipient(id="hooked", webhook_url=url)))
+    http_endpoint.answer(410)
+    [handle] = await tidings.send(request("gone-1", "hooked", ["webhook"]))
+    state = await handle.result()
+    assert state.phase is Phase.failed and state.destinations[0].attempts == 1
+    assert any("disabled" in e.message for e in state.events)
+    stored = store.get("hooked")
+    assert stored is not None and stored.webhook_disabled is not None and "410" in stored.webhook_disabled
+    [handle] = await tidings.send(
+        request("gone-2", "hooked", [{"channel": "webhook", "fallback": ["email"]}])
+    )
+    state = await handle.result()
+    assert [d.channel for d in state.destinations] == ["email"]
+    assert len(http_endpoint.requests) == 1

@@ -191,6 +191,7 @@ class Recipient(Model):
     email: EmailAddress | None = None
     phone: str | None = Field(default=None, description="E.164, e.g. +4915112345678")
     webhook_url: str | None = None
+    webhook_disabled: str | None = Field(default=None, description="why the endpoint was disabled (410 Gone)")
     slack_webhook_url: str | None = None
     slack_channel: str | None = None
     devices: list[Device] = Field(default_factory=list)
@@ -234,7 +235,7 @@ class Recipient(Model):
             case Channel.slack:
                 return self.slack_webhook_url is not None or self.slack_channel is not None
             case Channel.webhook:
-                return self.webhook_url is not None
+                return self.webhook_url is not None and self.webhook_disabled is None
             case Channel.in_app:
                 return True
 
@@ -510,6 +511,12 @@ class Preparation(Model):
     quiet_hours_until: AwareDatetime | None = None
     retry: dict[Channel, RetrySpec]
     push_success: Literal["any", "all"] = "any"
+
+
+class DisableWebhookInput(Model):
+    recipient_id: str
+    url: str
+    reason: str
 
 
 class DeactivateDeviceInput(Model):

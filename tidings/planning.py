@@ -23,6 +23,8 @@ def block_reason(
 
     A missing address blocks every priority; opt-outs block everything but `critical`.
     """
+    if channel is Channel.webhook and recipient.webhook_url and recipient.webhook_disabled:
+        return f"recipient {recipient.id}'s webhook endpoint is disabled: {recipient.webhook_disabled}"
     if not recipient.has_address_for(channel):
         return f"recipient {recipient.id} has no {channel.value} address"
     if priority is Priority.critical:
@@ -55,7 +57,7 @@ def destinations_for(recipient: Recipient, channel: Channel) -> list[Destination
             return [Destination(channel=channel, provider="smtp", address=recipient.email)]
         case Channel.sms if recipient.phone:
             return [Destination(channel=channel, provider="twilio", address=recipient.phone)]
-        case Channel.webhook if recipient.webhook_url:
+        case Channel.webhook if recipient.webhook_url and not recipient.webhook_disabled:
             return [Destination(channel=channel, provider="webhook", address=recipient.webhook_url)]
         case Channel.slack if recipient.slack_webhook_url or recipient.slack_channel:
             address = recipient.slack_webhook_url or recipient.slack_channel or ""

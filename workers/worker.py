@@ -90,7 +90,12 @@ def build_worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=[NotificationWorkflow],
-        activities=[delivery.deliver, subscribers.prepare_notification, subscribers.deactivate_device],
+        activities=[
+            delivery.deliver,
+            subscribers.prepare_notification,
+            subscribers.deactivate_device,
+            subscribers.disable_webhook,
+        ],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=w.max_concurrent_activities,
         max_concurrent_local_activities=w.max_concurrent_local_activities,

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         DeliveryStatus,
         Destination,
         DestinationState,
+        DisableWebhookInput,
         Engagement,
         EngagementKind,
         ErrorKind,
@@ -361,6 +362,8 @@ class NotificationWorkflow:
             self._record_failure(state, reason, kind, attempts)
             if details.get("deactivate_device") and destination.device_id:
                 await self._deactivate(recipient.id, destination.device_id, reason, details)
+            if details.get("disable_endpoint") and destination.channel is Channel.webhook:
+                await self._disable_webhook(recipient.id, destination.address, reason)
             return False
         state.status = DeliveryStatus.sent
         state.attempts = result.attempt
@@ -397,6 +400,18 @@ class NotificationWorkflow:
         )
         if deactivated:
             self._event(f"device {device_id} deactivated: {reason}")
+
+    async def _disable_webhook(self, recipient_id: str, url: str, reason: str) -> None:
+        if self._request.recipient is not None:
+            return  # an inline recipient is not in the store
+        disabled = await workflow.execute_local_activity_method(
+            SubscriberActivities.disable_webhook,
+            DisableWebhookInput(recipient_id=recipient_id, url=url, reason=reason),
+            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+            summary=f"disable webhook of {recipient_id}",
+        )
+        if disabled:
+            self._event(f"webhook endpoint {url} disabled: {reason}")
 
     def _retry_spec(self, channel: Channel, prep: Preparation) -> RetrySpec:
         base = prep.retry.get(channel) or RetrySpec()

@@ -38,9 +38,11 @@ class PermanentDeliveryError(DeliveryError):
         *,
         deactivate_device: bool = False,
         provider_timestamp: datetime | None = None,
+        disable_endpoint: bool = False,
     ) -> None:
         super().__init__(reason)
         self.deactivate_device = deactivate_device
+        self.disable_endpoint = disable_endpoint
         self.provider_timestamp = provider_timestamp
 
 

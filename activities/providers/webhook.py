@@ -77,7 +77,7 @@ def _receipt_or_raise(response: httpx.Response, url: str) -> ProviderReceipt:
             reason, retry_after=parse_retry_after(response.headers.get("retry-after"))
         )
     if status == 410:
-        raise PermanentDeliveryError(f"{reason} (endpoint gone)")
+        raise PermanentDeliveryError(f"{reason} (endpoint gone; disabled)", disable_endpoint=True)
     if status in (408, 425) or status >= 500:
         raise TransientDeliveryError(reason)
     raise PermanentDeliveryError(reason)

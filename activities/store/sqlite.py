@@ -114,6 +114,22 @@ class SqliteSubscriberStore:
             return False
         return changed
 
+    def disable_webhook(self, recipient_id: str, url: str, reason: str) -> bool:
+        """Disable the recipient's webhook endpoint, if it is still `url` (it may have changed)."""
+        changed = False
+
+        def disable(recipient: Recipient) -> None:
+            nonlocal changed
+            if recipient.webhook_url == url and recipient.webhook_disabled is None:
+                recipient.webhook_disabled = reason
+                changed = True
+
+        try:
+            self._modify(recipient_id, disable)
+        except UnknownRecipientError:
+            return False
+        return changed
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
