@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest_asyncio
@@ -19,6 +22,7 @@ from sandbox.asgi_server import UvicornServer
 from sandbox.smtp import SmtpSink, free_port
 from sandbox.twilio import TwilioSandbox
 from starters.client import NotificationHandle, TidingsClient
+from tests.conftest import BIN_DIR
 from tidings.links import event_token, sign_token
 from tidings.models import DeliveryStatus, Phase
 from tidings.settings import Settings
@@ -36,6 +40,8 @@ class Stack:
     receiver_url: str
     log: ReceiptLog
     inbox: InboxStore
+    temporal_address: str
+    store_path: Path
 
 
 @pytest_asyncio.fixture
@@ -62,8 +68,11 @@ async def stack(
     await server.start()
     try:
         async with running_worker(ts_env.client, configured, store, task_queue="receiver-tests"):
-            yield Stack(TidingsClient(ts_env.client, task_queue="receiver-tests"), twilio, public, log,
-                        InboxStore.beside(store))  # fmt: skip
+            yield Stack(
+                TidingsClient(ts_env.client, task_queue="receiver-tests"), twilio, public, log,
+                InboxStore.beside(store), ts_env.client.service_client.config.target_host,
+                configured.store.sqlite_path,
+            )  # fmt: skip
     finally:
         await server.stop()
         await twilio.stop()
@@ -123,6 +132,18 @@ async def test_twilio_callbacks_valid_forged_replayed_and_late(stack: Stack, smt
     assert late.status_code == 204
     [kept] = stack.log.late_receipts("notification-sms-receipts")
     assert kept.status == "read" and kept.provider_message_id == message["sid"]
+
+    # and `tidings status` shows it beside the final state
+    process = await asyncio.create_subprocess_exec(
+        str(BIN_DIR / "tidings"), "status", "sms-receipts",
+        env={**os.environ, "TIDINGS_TEMPORAL__ADDRESS": stack.temporal_address,
+             "TIDINGS_STORE__SQLITE_PATH": str(stack.store_path)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    shown = json.loads(out)
+    assert shown["phase"] == "delivered" and [r["status"] for r in shown["late_receipts"]] == ["read"]
 
 
 async def test_click_redirects_only_where_we_linked_and_stops_escalation(
