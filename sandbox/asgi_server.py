@@ -11,17 +11,30 @@ import uvicorn
 class UvicornServer:
     """An ASGI app served by uvicorn on 127.0.0.1 and a free port, in this event loop."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, tls: tuple[str, str] | None = None
+    ) -> None:
+        """`tls` is (certificate file, key file) to serve https."""
         self.host = host
         self.port = port
+        self.scheme = "https" if tls else "http"
+        certfile, keyfile = tls or (None, None)
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                ssl_certfile=certfile,
+                ssl_keyfile=keyfile,
+            )
         )
         self._task: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._server.serve())

@@ -25,7 +25,7 @@ from temporalio.service import RPCError
 from activities.store.base import UnknownRecipientError
 from activities.store.receipts import ReceiptLog
 from activities.store.sqlite import SqliteSubscriberStore
-from starters import inbox
+from starters import inbox, vapid
 from starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
@@ -37,7 +37,7 @@ from tidings.models import Channel, Device, NotificationState, Preferences, Quie
 from tidings.settings import Settings, SettingsError, load_settings
 
 # Commands contributed by other modules, each exposing `register(subparsers)`.
-EXTENSION_MODULES = ("starters.template_commands", "starters.vapid_commands")
+EXTENSION_MODULES = ("starters.template_commands",)
 
 
 class UsageError(Exception):
@@ -395,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove_device.set_defaults(sync=cmd_subscriber_remove_device)
 
     inbox.register(sub)
+    vapid.register(sub)
     for name in EXTENSION_MODULES:
         try:
             module = importlib.import_module(name)

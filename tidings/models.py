@@ -10,6 +10,8 @@ This module is imported inside Temporal's workflow sandbox: it must stay free of
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from datetime import datetime, time, timedelta
@@ -124,9 +126,33 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+def _b64url_bytes(value: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64url") from None
+
+
 class WebPushKeys(Model):
     p256dh: str
     auth: str
+
+    @field_validator("p256dh")
+    @classmethod
+    def _p256dh(cls, value: str) -> str:
+        raw = _b64url_bytes(value)
+        if len(raw) != 65 or raw[0] != 4:
+            raise ValueError(
+                "p256dh must be a base64url uncompressed P-256 public key (65 bytes starting 0x04)"
+            )
+        return value
+
+    @field_validator("auth")
+    @classmethod
+    def _auth(cls, value: str) -> str:
+        if len(_b64url_bytes(value)) != 16:
+            raise ValueError("auth must be a base64url 16-byte secret")
+        return value
 
 
 class WebPushSubscription(Model):
@@ -134,6 +160,13 @@ class WebPushSubscription(Model):
 
     endpoint: str
     keys: WebPushKeys
+
+    @field_validator("endpoint")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://") or len(value) < 12:
+            raise ValueError(f"a push subscription endpoint is an https URL, got {value[:60]!r}")
+        return value
 
 
 class Device(Model):

@@ -116,6 +116,7 @@ class ApnsSettings(BaseModel):
 class WebPushSettings(BaseModel):
     vapid_private_key: SecretStr | None = Field(default=None, description="base64url raw P-256 key or PEM")
     vapid_subject: str = "mailto:notifications@tidings.localhost"
+    ca_bundle: Path | None = Field(default=None, description="trust these CAs for push services (tests, dev)")
     timeout: float = Field(default=10.0, gt=0)
 
 

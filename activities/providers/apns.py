@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -82,7 +83,9 @@ class ApnsProvider:
         )
         self._topic = settings.topic
         self._base = (settings.base_url or (SANDBOX if settings.use_sandbox else PRODUCTION)).rstrip("/")
-        verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle else True
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(settings.ca_bundle)) if settings.ca_bundle else True
+        )
         # HTTP/2 only, as Apple requires; over cleartext (a local sandbox) with prior knowledge.
         self._client = client or httpx.AsyncClient(
             http1=False, http2=True, timeout=settings.timeout, verify=verify,

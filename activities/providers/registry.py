@@ -14,6 +14,7 @@ from activities.providers.slack import SlackProvider
 from activities.providers.smtp import SmtpProvider
 from activities.providers.twilio import TwilioProvider
 from activities.providers.webhook import WebhookProvider
+from activities.providers.webpush import WebPushProvider
 from activities.store.base import SubscriberStore
 from activities.store.sqlite import SqliteSubscriberStore
 from tidings.settings import Settings
@@ -37,6 +38,8 @@ def build_providers(settings: Settings, store: SubscriberStore) -> dict[str, Pro
         providers.append(FcmProvider(settings.fcm))
     if settings.apns.team_id and settings.apns.key_id and settings.apns.private_key_file:
         providers.append(ApnsProvider(settings.apns))
+    if settings.webpush.vapid_private_key is not None:
+        providers.append(WebPushProvider(settings.webpush))
     twilio = settings.twilio
     if twilio.account_sid and twilio.auth_token and (twilio.from_number or twilio.messaging_service_sid):
         providers.append(TwilioProvider(twilio, settings.receiver, store))
