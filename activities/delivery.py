@@ -23,15 +23,11 @@ from activities.providers.base import (
     TransientDeliveryError,
 )
 from activities.providers.registry import SETTINGS_HINT
-from activities.rendering import InlineRenderer, RenderedMessage
-from tidings.links import click_url, event_token
+from activities.rendering import InlineRenderer, RenderedMessage, RenderError
+from tidings.links import click_url, event_token, sign_token
 from tidings.models import Channel, Content, DeliveryInput, DeliveryResult, Recipient
 
 log = logging.getLogger(__name__)
-
-
-class RenderError(Exception):
-    """The content cannot be rendered for this channel (missing variable, unknown template)."""
 
 
 class Renderer(Protocol):
@@ -67,6 +63,14 @@ class LinkTracking:
                 value = getattr(message, part)
                 if value and original in value:
                     setattr(message, part, value.replace(original, tracked))
+        if delivery.destination.channel is Channel.email and message.unsubscribable and delivery.category:
+            token = sign_token(self._key, {"r": delivery.recipient.id, "c": delivery.category})
+            url = f"{self._public_url.rstrip('/')}/u/{token}"
+            message.headers = {
+                **message.headers,
+                "List-Unsubscribe": f"<{url}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            }
         if delivery.destination.channel is Channel.push:
             message.data = {
                 **message.data,

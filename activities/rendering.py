@@ -14,6 +14,10 @@ from pydantic import BaseModel, Field
 from tidings.models import Channel, Content, Recipient
 
 
+class RenderError(Exception):
+    """The content cannot be rendered for this channel (missing variable, unknown template)."""
+
+
 class RenderedMessage(BaseModel):
     """Every part a channel may use; providers read the parts of their channel."""
 
@@ -31,6 +35,7 @@ class RenderedMessage(BaseModel):
     collapse_key: str | None = None
     headers: dict[str, str] = Field(default_factory=dict, description="extra email headers")
     platform_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    unsubscribable: bool = False
 
 
 class InlineRenderer:

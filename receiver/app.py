@@ -13,6 +13,8 @@ A receipt for a notification that has already finished is kept (`ReceiptLog`), n
 
 from __future__ import annotations
 
+import asyncio
+import html
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +23,13 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from twilio.request_validator import RequestValidator
 
+from activities.store.base import SubscriberStore
 from activities.store.receipts import ReceiptLog
 from tidings.links import InvalidToken, verify_token
 from tidings.models import DeliveryReceipt, Engagement, EngagementKind, ReceiptStatus
@@ -48,10 +51,13 @@ TWILIO_STATUSES: dict[str, ReceiptStatus] = {
 
 
 class Receiver:
-    def __init__(self, settings: Settings, client: Client, log_store: ReceiptLog) -> None:
+    def __init__(
+        self, settings: Settings, client: Client, log_store: ReceiptLog, store: SubscriberStore | None = None
+    ) -> None:
         self._settings = settings
         self._client = client
         self._log = log_store
+        self._store = store
         token = settings.twilio.auth_token
         self._twilio = RequestValidator(token.get_secret_value()) if token else None
         key = settings.receiver.link_signing_key
@@ -63,6 +69,7 @@ class Receiver:
                 Route("/twilio/status", self.twilio_status, methods=["POST"]),
                 Route("/c/{token:path}", self.click, methods=["GET"]),
                 Route("/events", self.event, methods=["POST"]),
+                Route("/u/{token:path}", self.unsubscribe, methods=["GET", "POST"]),
                 Route("/healthz", lambda _: Response("ok"), methods=["GET"]),
             ]
         )
@@ -118,6 +125,24 @@ class Receiver:
         await self._signal(str(payload.get("w")), "engagement", event)
         return Response(status_code=204)
 
+    async def unsubscribe(self, request: Request) -> Response:
+        """List-Unsubscribe: GET shows a confirmation form, POST (one-click, RFC 8058) opts out."""
+        payload = self._verified(request.path_params["token"])
+        if not payload or self._store is None:
+            return Response("unknown link", status_code=404)
+        recipient_id, category = str(payload.get("r")), str(payload.get("c"))
+        if request.method == "GET":
+            button = '<button name="List-Unsubscribe" value="One-Click">Unsubscribe</button>'
+            form = f'<form method="post">{button}</form>'
+            return HTMLResponse(f"<p>Stop {html.escape(category)} messages?</p>{form}")
+        recipient = await asyncio.to_thread(self._store.get, recipient_id)
+        if recipient is None:
+            return Response("unknown link", status_code=404)
+        prefs = recipient.preferences.model_copy(deep=True)
+        prefs.opted_out_categories.add(category)
+        await asyncio.to_thread(self._store.set_preferences, recipient_id, prefs)
+        return HTMLResponse(f"<p>You will no longer get {html.escape(category)} messages.</p>")
+
     def _verified(self, token: str) -> dict[str, Any] | None:
         if self._link_key is None:
             return None
@@ -148,7 +173,7 @@ async def run_receiver(settings: Settings) -> None:
 
     store = SqliteSubscriberStore(settings.store.sqlite_path)
     try:
-        receiver = Receiver(settings, await connect(settings), ReceiptLog.beside(store))
+        receiver = Receiver(settings, await connect(settings), ReceiptLog.beside(store), store)
         config = uvicorn.Config(
             receiver.app(), host=settings.receiver.host, port=settings.receiver.port, log_level="warning"
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from temporalio.service import RPCError
 from activities.store.base import UnknownRecipientError
 from activities.store.receipts import ReceiptLog
 from activities.store.sqlite import SqliteSubscriberStore
-from starters import inbox, vapid
+from starters import inbox, template_commands, vapid
 from starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
@@ -35,9 +34,6 @@ from starters.client import (
 )
 from tidings.models import Channel, Device, NotificationState, Preferences, QuietHours, Recipient
 from tidings.settings import Settings, SettingsError, load_settings
-
-# Commands contributed by other modules, each exposing `register(subparsers)`.
-EXTENSION_MODULES = ("starters.template_commands",)
 
 
 class UsageError(Exception):
@@ -395,15 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     remove_device.set_defaults(sync=cmd_subscriber_remove_device)
 
     inbox.register(sub)
+    template_commands.register(sub)
     vapid.register(sub)
-    for name in EXTENSION_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(sub)
     return parser
 
 
@@ -451,6 +440,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 2
     except (NotificationNotFoundError, UnknownRecipientError, LookupError) as exc:
         print(f"tidings: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # bad input found past parsing (a template, a file)
+        print(f"tidings: {exc}", file=sys.stderr)
         return 2
     except RPCError as exc:
         print(f"tidings: the Temporal server refused the request: {exc.message}", file=sys.stderr)

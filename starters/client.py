@@ -31,6 +31,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.templates import validate_template_content
 from tidings.models import (
     DEFAULT_TASK_QUEUE,
     NotificationInput,
@@ -128,12 +129,6 @@ def validate_request(
     """
     parsed = parse_request(request)
     if parsed.content.template_id is not None:
-        try:
-            from activities.templates import (  # type: ignore[import-not-found,unused-ignore]
-                validate_template_content,
-            )
-        except ImportError:
-            raise InvalidRequestError("templates are not available in this installation") from None
         try:
             validate_template_content(parsed.content, templates_dir)
         except ValueError as exc:

@@ -262,7 +262,7 @@ async def run_dev(
         settings = Settings.model_validate({**settings.model_dump(), **messaging})
         store = SqliteSubscriberStore(settings.store.sqlite_path)
         receiver = UvicornServer(
-            Receiver(settings, client, ReceiptLog.beside(store)).app(), port=settings.receiver.port
+            Receiver(settings, client, ReceiptLog.beside(store), store).app(), port=settings.receiver.port
         )
         try:
             await receiver.start()

@@ -25,6 +25,7 @@ from activities.providers.registry import build_providers
 from activities.store.base import SubscriberStore
 from activities.store.sqlite import SqliteSubscriberStore
 from activities.subscribers import SubscriberActivities
+from activities.templates import TemplateRenderer
 from tidings.settings import Settings
 from workflows.notification import NotificationWorkflow
 
@@ -61,14 +62,8 @@ async def connect(settings: Settings) -> Client:
         ) from exc
 
 
-def default_renderer(settings: Settings) -> Renderer | None:
-    """The template renderer when templates are available, else inline-only rendering."""
-    try:
-        from activities.templates import TemplateRenderer  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    renderer: Renderer = TemplateRenderer(settings.templates.directory, settings.templates.default_locale)
-    return renderer
+def default_renderer(settings: Settings) -> Renderer:
+    return TemplateRenderer(settings.templates.directory, settings.templates.default_locale)
 
 
 def build_worker(

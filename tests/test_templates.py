@@ -1,0 +1,160 @@
+"""Templates: strict variables, escaping, locales, length rules, header injection, email end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from activities.rendering import RenderError
+from activities.store.receipts import ReceiptLog
+from activities.store.sqlite import SqliteSubscriberStore
+from activities.templates import PUSH_BODY_MAX, TemplateRenderer, truncate, validate_template_content
+from receiver.app import Receiver
+from sandbox.asgi_server import UvicornServer
+from sandbox.smtp import SmtpSink, free_port
+from starters.client import InvalidRequestError, TidingsClient, validate_request
+from tests.conftest import BIN_DIR
+from tidings.models import Channel, Content, Phase, Recipient
+from tidings.settings import Settings
+from workers.worker import running_worker
+
+SHIPPED = {"name": "Ada", "order_id": "123", "carrier": "DHL"}
+
+
+def render(
+    template_id: str, variables: dict[str, Any], channel: Channel, locale: str = "en", **kw: Any
+) -> Any:
+    content = Content(template_id=template_id, variables=variables)
+    return TemplateRenderer(**kw).render(content, Recipient(id="u", locale=locale), channel)
+
+
+def test_html_is_escaped_and_text_is_not() -> None:
+    evil = {**SHIPPED, "name": "<script>alert(1)</script>"}
+    message = render("order_shipped", evil, Channel.email)
+    assert "<script>" not in message.html and "&lt;script&gt;alert(1)&lt;/script&gt;" in message.html
+    assert message.text.startswith("Hello <script>alert(1)</script>,")
+    push = render("order_shipped", evil, Channel.push)
+    assert push.body.startswith("<script>alert(1)</script>, your order")
+
+
+def test_webhook_part_is_json_even_with_quotes() -> None:
+    message = render("order_shipped", {**SHIPPED, "carrier": 'The "Fast" Co'}, Channel.webhook)
+    assert message.webhook_json == {"event": "order_shipped", "order_id": "123", "carrier": 'The "Fast" Co'}
+
+
+def test_missing_and_unknown_variables_are_refused_at_the_client() -> None:
+    with pytest.raises(ValueError, match="needs variables: carrier"):
+        validate_template_content(
+            Content(template_id="order_shipped", variables={"name": "A", "order_id": "1"})
+        )
+    with pytest.raises(ValueError, match="does not use variables: nmae"):
+        validate_template_content(Content(template_id="welcome", variables={"name": "A", "nmae": "typo"}))
+    with pytest.raises(InvalidRequestError, match="unknown template 'nope'"):
+        validate_request({"recipients": ["u"], "channels": ["email"], "content": {"template_id": "nope"}})
+
+
+def test_strict_undefined_at_render_time(tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "template.toml").write_text('variables = ["name"]\n')
+    (folder / "push_title.en.txt").write_text("Hi {{ name }} {{ surname }}\n")
+    with pytest.raises(RenderError, match="'surname' is undefined"):
+        render("broken", {"name": "A"}, Channel.push, directory=tmp_path)
+
+
+def test_locale_fallback() -> None:
+    assert render("welcome", {"name": "Ana"}, Channel.push, "pt-BR").title == "Bem-vindo, Ana!"
+    assert render("welcome", {"name": "Jo"}, Channel.push, "de-AT").title == "Willkommen, Jo!"
+    assert render("welcome", {"name": "Zoé"}, Channel.push, "fr").title == "Welcome, Zoé!"
+    # a part missing in pt falls back to the default locale
+    assert render("welcome", {"name": "Ana"}, Channel.email, "pt-BR").subject == "Welcome to Tidings, Ana"
+
+
+def test_email_html_never_mixes_languages() -> None:
+    message = render("order_shipped", SHIPPED, Channel.email, "de")
+    assert message.subject == "Deine Bestellung #123 ist unterwegs" and message.text.startswith("Hallo Ada")
+    assert message.html is None  # no German HTML part: plain text rather than English HTML
+
+
+def test_push_body_is_truncated_with_an_ellipsis() -> None:
+    message = render("order_shipped", {**SHIPPED, "carrier": "a very slow carrier " * 20}, Channel.push)
+    assert len(message.body) <= PUSH_BODY_MAX and message.body.endswith("…")
+    assert truncate("short", 10) == "short"
+
+
+def test_subject_with_a_line_break_is_refused() -> None:
+    with pytest.raises(RenderError, match="line break"):
+        render("order_shipped", {**SHIPPED, "order_id": "1\r\nBcc: victim@example.com"}, Channel.email)
+
+
+def test_template_render_cli(tmp_path: Path) -> None:
+    variables = tmp_path / "vars.json"
+    variables.write_text(json.dumps(SHIPPED))
+    env = {**os.environ, "TIDINGS_STORE__SQLITE_PATH": str(tmp_path / "s.sqlite3")}
+    done = subprocess.run(
+        [str(BIN_DIR / "tidings"), "template", "render", "order_shipped", "--vars", str(variables),
+         "--locale", "de", "--channel", "email"], capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["email"]["subject"] == "Deine Bestellung #123 ist unterwegs"
+    bad = subprocess.run([str(BIN_DIR / "tidings"), "template", "render", "order_shipped"],
+                         capture_output=True, text=True, env=env)  # fmt: skip
+    assert bad.returncode == 2 and "needs variables: name, order_id, carrier" in bad.stderr
+    listed = subprocess.run(
+        [str(BIN_DIR / "tidings"), "template", "list"], capture_output=True, text=True, env=env
+    )
+    ids = [t["id"] for t in json.loads(listed.stdout)]
+    assert ids == ["order_shipped", "password_reset", "security_alert", "welcome"]
+
+
+async def test_templated_email_end_to_end_with_one_click_unsubscribe(
+    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore, smtp_sink: SmtpSink
+) -> None:
+    port = free_port()
+    configured = Settings.model_validate(
+        {
+            **settings.model_dump(),
+            "receiver": {"public_url": f"http://127.0.0.1:{port}", "link_signing_key": "k" * 32},
+        }
+    )
+    server = UvicornServer(
+        Receiver(configured, ts_env.client, ReceiptLog.beside(store), store).app(), port=port
+    )
+    await server.start()
+    store.put(Recipient(id="buyer", name="Ada Buyer", email="ada@example.com", locale="en"))
+    queue = f"templates-{uuid.uuid4().hex[:8]}"
+    try:
+        async with running_worker(ts_env.client, configured, store, task_queue=queue):
+            tidings = TidingsClient(ts_env.client, task_queue=queue)
+            variables = {**SHIPPED, "name": "Ada <b>", "tracking_url": "https://track.example.com/1"}
+            [handle] = await tidings.send(
+                {"id": "tpl-1", "recipients": ["buyer"], "channels": ["email"], "category": "orders",
+                 "content": {"template_id": "order_shipped", "variables": variables}}
+            )  # fmt: skip
+            state = await handle.result()
+        assert state.phase is Phase.delivered
+        [email] = smtp_sink.received
+        assert email.get_content_type() == "multipart/alternative"
+        text, html = (part.get_content() for part in email.iter_parts())
+        assert "Hello Ada <b>," in text and "Hello Ada &lt;b&gt;," in html
+        assert email["Subject"] == "Your order #123 has shipped"
+        assert email["Message-ID"] == f"<{state.destinations[0].delivery_id}@tidings.localhost>"
+        assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        unsubscribe = email["List-Unsubscribe"].strip("<>")
+        assert unsubscribe.startswith(f"http://127.0.0.1:{port}/u/")
+        async with httpx.AsyncClient() as client:
+            done = await client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+        assert done.status_code == 200
+        stored = await asyncio.to_thread(store.get, "buyer")
+        assert stored is not None and "orders" in stored.preferences.opted_out_categories
+    finally:
+        await server.stop()
