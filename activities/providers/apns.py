@@ -25,6 +25,7 @@ from activities.providers.base import (
     ThrottledDeliveryError,
     TransientDeliveryError,
     parse_retry_after,
+    post,
 )
 from activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput, Device
@@ -113,14 +114,8 @@ class ApnsProvider:
         self, device: Device, headers: dict[str, str], payload: bytes, token: str
     ) -> httpx.Response:
         url = f"{self._base}/3/device/{device.token}"
-        try:
-            return await self._client.post(
-                url, content=payload, headers={**headers, "authorization": f"bearer {token}"}
-            )
-        except httpx.TimeoutException:
-            raise TransientDeliveryError("APNs did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise TransientDeliveryError(f"cannot reach APNs: {type(exc).__name__}") from None
+        headers = {**headers, "authorization": f"bearer {token}"}
+        return await post(self._client, "APNs", url, content=payload, headers=headers)
 
     async def aclose(self) -> None:
         await self._client.aclose()

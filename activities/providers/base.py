@@ -15,7 +15,9 @@ Error messages end up in workflow history and logs: never put a credential in on
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import httpx
 
 from activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput
@@ -79,6 +81,20 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> time
 
     delta = when - (now or datetime.now(UTC))
     return max(delta, timedelta(0))
+
+
+async def post(client: httpx.AsyncClient, service: str, url: str, **kwargs: Any) -> httpx.Response:
+    """POST with the provider's client; a timeout or a network failure is a transient failure.
+
+    `service` names the other side in the error ("FCM", "push service example.com"); the URL and
+    the request's headers stay out of the message, so no credential can leak into it.
+    """
+    try:
+        return await client.post(url, **kwargs)
+    except httpx.TimeoutException:
+        raise TransientDeliveryError(f"{service} did not answer in time") from None
+    except httpx.HTTPError as exc:
+        raise TransientDeliveryError(f"cannot reach {service}: {type(exc).__name__}") from None
 
 
 class ProviderReceipt:

@@ -25,6 +25,7 @@ from activities.providers.base import (
     ThrottledDeliveryError,
     TransientDeliveryError,
     parse_retry_after,
+    post,
 )
 from activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput, Device, Priority
@@ -108,12 +109,9 @@ class FcmProvider:
         raise classify(response)
 
     async def _post(self, body: dict[str, Any], token: str) -> httpx.Response:
-        try:
-            return await self._client.post(self._url, json=body, headers={"authorization": f"Bearer {token}"})
-        except httpx.TimeoutException:
-            raise TransientDeliveryError("FCM did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise TransientDeliveryError(f"cannot reach FCM: {type(exc).__name__}") from None
+        return await post(
+            self._client, "FCM", self._url, json=body, headers={"authorization": f"Bearer {token}"}
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

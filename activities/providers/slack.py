@@ -17,6 +17,7 @@ from activities.providers.base import (
     ThrottledDeliveryError,
     TransientDeliveryError,
     parse_retry_after,
+    post,
 )
 from activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput
@@ -50,12 +51,7 @@ class SlackProvider:
         return _api_receipt(response)
 
     async def _post(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
-        try:
-            return await self._client.post(url, json=payload, headers=headers)
-        except httpx.TimeoutException:
-            raise TransientDeliveryError("Slack did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise TransientDeliveryError(f"cannot reach Slack: {type(exc).__name__}") from None
+        return await post(self._client, "Slack", url, json=payload, headers=headers)
 
     async def aclose(self) -> None:
         await self._client.aclose()

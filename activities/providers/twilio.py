@@ -19,6 +19,7 @@ from activities.providers.base import (
     ThrottledDeliveryError,
     TransientDeliveryError,
     parse_retry_after,
+    post,
 )
 from activities.rendering import RenderedMessage
 from activities.store.base import SubscriberStore
@@ -73,12 +74,7 @@ class TwilioProvider:
             form["MessagingServiceSid"] = self._settings.messaging_service_sid
         else:
             form["From"] = self._settings.from_number or ""
-        try:
-            response = await self._client.post(self._url, data=form, auth=self._auth)
-        except httpx.TimeoutException:
-            raise TransientDeliveryError("Twilio did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise TransientDeliveryError(f"cannot reach Twilio: {type(exc).__name__}") from None
+        response = await post(self._client, "Twilio", self._url, data=form, auth=self._auth)
         if response.status_code in (200, 201):
             return ProviderReceipt(response.json().get("sid"))
         error = _classify(response)

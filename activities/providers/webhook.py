@@ -17,6 +17,7 @@ from activities.providers.base import (
     ThrottledDeliveryError,
     TransientDeliveryError,
     parse_retry_after,
+    post,
 )
 from activities.rendering import RenderedMessage, canonical_json
 from tidings.models import DeliveryInput
@@ -55,12 +56,7 @@ class WebhookProvider:
             timestamp = int(time.time())
             headers["webhook-timestamp"] = str(timestamp)
             headers["webhook-signature"] = sign(key, delivery.delivery_id, timestamp, body)
-        try:
-            response = await self._client.post(url, content=body, headers=headers)
-        except httpx.TimeoutException:
-            raise TransientDeliveryError(f"webhook {url} timed out") from None
-        except httpx.HTTPError as exc:
-            raise TransientDeliveryError(f"webhook {url} unreachable: {type(exc).__name__}") from None
+        response = await post(self._client, f"webhook {url}", url, content=body, headers=headers)
         return _receipt_or_raise(response, url)
 
     async def aclose(self) -> None:

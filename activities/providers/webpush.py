@@ -24,6 +24,7 @@ from activities.providers.base import (
     ThrottledDeliveryError,
     TransientDeliveryError,
     parse_retry_after,
+    post,
 )
 from activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput, Device, Priority
@@ -96,14 +97,9 @@ class WebPushProvider:
         }
         if message.collapse_key:
             headers["topic"] = "".join(c for c in message.collapse_key if c.isalnum() or c in "-_")[:32]
-        try:
-            response = await self._client.post(endpoint, content=body, headers=headers)
-        except httpx.TimeoutException:
-            raise TransientDeliveryError(f"push service {parts.netloc} did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise TransientDeliveryError(
-                f"cannot reach push service {parts.netloc}: {type(exc).__name__}"
-            ) from None
+        response = await post(
+            self._client, f"push service {parts.netloc}", endpoint, content=body, headers=headers
+        )
         return _receipt(response, parts.netloc)
 
     async def aclose(self) -> None:
