@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import httpx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from activities.providers.apns import ApnsProvider, build_request
 from activities.rendering import InlineRenderer
 from sandbox.apns import ApnsSandbox
+from sandbox.credentials import private_pem, public_pem
 from tidings.models import Channel, Content, DeliveryInput, Destination, Priority, Recipient, delivery_id_for
 from tidings.settings import ApnsSettings
 
@@ -87,16 +87,10 @@ async def run_plain(base: str, jwt_token: str, items: list[DeliveryInput], concu
 
 async def main(count: int, concurrency: int, rounds: int) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    sandbox = await ApnsSandbox("TEAMBENCH1", "KEYBENCH01", public, topics={TOPIC}).start()
+    sandbox = await ApnsSandbox("TEAMBENCH1", "KEYBENCH01", public_pem(key), topics={TOPIC}).start()
     with tempfile.TemporaryDirectory() as tmp:
         key_file = Path(tmp) / "AuthKey.p8"
-        key_file.write_bytes(pem)
+        key_file.write_text(private_pem(key))
         settings = ApnsSettings(
             team_id="TEAMBENCH1",
             key_id="KEYBENCH01",

@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from temporalio.client import Client
 
@@ -34,6 +33,7 @@ from activities.store.sqlite import SqliteSubscriberStore
 from receiver.app import Receiver
 from sandbox.apns import ApnsSandbox
 from sandbox.asgi_server import UvicornServer
+from sandbox.credentials import private_pem, public_pem, service_account
 from sandbox.fcm import FcmSandbox
 from sandbox.slack import SlackSandbox
 from sandbox.smtp import SmtpSink
@@ -130,18 +130,14 @@ async def push_sandboxes(data_dir: Path) -> AsyncIterator[tuple[FcmSettings, Apn
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
     fcm = await FcmSandbox(
-        "tidings-dev", "dev@tidings-dev.iam.gserviceaccount.com", _public_pem(rsa_key)
+        "tidings-dev", "dev@tidings-dev.iam.gserviceaccount.com", public_pem(rsa_key)
     ).start()
-    apns = await ApnsSandbox("DEVTEAM001", "DEVKEY0001", _public_pem(ec_key), topics={SANDBOX_TOPIC}).start()
+    apns = await ApnsSandbox("DEVTEAM001", "DEVKEY0001", public_pem(ec_key), topics={SANDBOX_TOPIC}).start()
     try:
-        account = {
-            "type": "service_account", "project_id": "tidings-dev", "private_key_id": "dev",
-            "private_key": _private_pem(rsa_key), "client_email": fcm.client_email, "client_id": "0",
-            "token_uri": fcm.token_url,
-        }  # fmt: skip
+        account = service_account("tidings-dev", fcm.client_email, rsa_key, fcm.token_url)
         account_file, key_file = folder / "fcm-service-account.json", folder / "apns-key.p8"
         await asyncio.to_thread(account_file.write_text, json.dumps(account))
-        await asyncio.to_thread(key_file.write_text, _private_pem(ec_key))
+        await asyncio.to_thread(key_file.write_text, private_pem(ec_key))
         yield (
             FcmSettings(project_id="tidings-dev", service_account_file=account_file, base_url=fcm.url),
             ApnsSettings(
@@ -152,18 +148,6 @@ async def push_sandboxes(data_dir: Path) -> AsyncIterator[tuple[FcmSettings, Apn
     finally:
         await fcm.stop()
         await apns.stop()
-
-
-def _private_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-def _public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 @contextlib.asynccontextmanager

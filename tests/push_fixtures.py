@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest_asyncio
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sandbox.apns import ApnsSandbox
+from sandbox.credentials import private_pem, public_pem, service_account
 from sandbox.fcm import FcmSandbox
 from tidings.settings import ApnsSettings, FcmSettings
 
@@ -21,31 +21,11 @@ KEY_ID = "KEY7654321"
 TOPIC = "com.example.tidings"
 
 
-def _pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-def _public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 @pytest_asyncio.fixture
 async def fcm_sandbox(tmp_path: Path) -> AsyncIterator[tuple[FcmSandbox, FcmSettings]]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    sandbox = await FcmSandbox(PROJECT, CLIENT_EMAIL, _public_pem(key)).start()
-    account = {
-        "type": "service_account",
-        "project_id": PROJECT,
-        "private_key_id": "k1",
-        "private_key": _pem(key),
-        "client_email": CLIENT_EMAIL,
-        "client_id": "1",
-        "token_uri": sandbox.token_url,
-    }
+    sandbox = await FcmSandbox(PROJECT, CLIENT_EMAIL, public_pem(key)).start()
+    account = service_account(PROJECT, CLIENT_EMAIL, key, sandbox.token_url)
     path = tmp_path / "service-account.json"
     path.write_text(json.dumps(account))
     settings = FcmSettings(project_id=PROJECT, service_account_file=path, base_url=sandbox.url, timeout=5)
@@ -58,9 +38,9 @@ async def fcm_sandbox(tmp_path: Path) -> AsyncIterator[tuple[FcmSandbox, FcmSett
 @pytest_asyncio.fixture
 async def apns_sandbox(tmp_path: Path) -> AsyncIterator[tuple[ApnsSandbox, ApnsSettings]]:
     key = ec.generate_private_key(ec.SECP256R1())
-    sandbox = await ApnsSandbox(TEAM_ID, KEY_ID, _public_pem(key), topics={TOPIC}).start()
+    sandbox = await ApnsSandbox(TEAM_ID, KEY_ID, public_pem(key), topics={TOPIC}).start()
     path = tmp_path / "AuthKey.p8"
-    path.write_text(_pem(key))
+    path.write_text(private_pem(key))
     settings = ApnsSettings(
         team_id=TEAM_ID, key_id=KEY_ID, private_key_file=path, topic=TOPIC, base_url=sandbox.url, timeout=5
     )
