@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from activities.providers.base import ProviderReceipt
 from activities.rendering import RenderedMessage
-from activities.store.sqlite import SqliteSubscriberStore
+from activities.store.sqlite import SqliteTable
 from tidings.models import DeliveryInput
 
 _SCHEMA = """
@@ -54,18 +52,10 @@ class InboxMessage(BaseModel):
     archived_at: datetime | None = None
 
 
-class InboxStore:
+class InboxStore(SqliteTable):
     """Blocking SQLite calls, safe across threads; async callers use `asyncio.to_thread`."""
 
-    def __init__(self, connection: sqlite3.Connection, lock: threading.Lock) -> None:
-        self._db = connection
-        self._lock = lock
-        with self._lock:
-            self._db.executescript(_SCHEMA)
-
-    @classmethod
-    def beside(cls, store: SqliteSubscriberStore) -> InboxStore:
-        return cls(store.connection, store.lock)
+    SCHEMA = _SCHEMA
 
     def add(self, message: InboxMessage) -> bool:
         """Store a message; False when this delivery id is already there (a retry)."""

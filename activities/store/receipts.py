@@ -7,11 +7,9 @@ finished cannot be signalled; it is kept here and shown by `tidings status`.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from datetime import UTC, datetime
 
-from activities.store.sqlite import SqliteSubscriberStore
+from activities.store.sqlite import SqliteTable
 from tidings.models import DeliveryReceipt
 
 _SCHEMA = """
@@ -26,16 +24,8 @@ CREATE INDEX IF NOT EXISTS late_receipts_by_workflow ON late_receipts (workflow_
 """
 
 
-class ReceiptLog:
-    def __init__(self, connection: sqlite3.Connection, lock: threading.Lock) -> None:
-        self._db = connection
-        self._lock = lock
-        with self._lock:
-            self._db.executescript(_SCHEMA)
-
-    @classmethod
-    def beside(cls, store: SqliteSubscriberStore) -> ReceiptLog:
-        return cls(store.connection, store.lock)
+class ReceiptLog(SqliteTable):
+    SCHEMA = _SCHEMA
 
     def first_sighting(self, key: str) -> bool:
         """True the first time a callback key is seen; False for a duplicate or replay."""

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Self
 
 from activities.store.base import UnknownRecipientError
 from tidings.models import Channel, Device, Preferences, Recipient
@@ -18,6 +19,22 @@ CREATE TABLE IF NOT EXISTS subscribers (
     updated_at TEXT NOT NULL
 );
 """
+
+
+class SqliteTable:
+    """Base of stores kept beside the subscribers, in the same SQLite file, connection and lock."""
+
+    SCHEMA = ""
+
+    def __init__(self, connection: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._db = connection
+        self._lock = lock
+        with self._lock:
+            self._db.executescript(self.SCHEMA)
+
+    @classmethod
+    def beside(cls, store: SqliteSubscriberStore) -> Self:
+        return cls(store.connection, store.lock)
 
 
 class SqliteSubscriberStore:
