@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 
 class UvicornServer:
@@ -48,3 +50,26 @@ class UvicornServer:
         self._server.should_exit = True
         if self._task:
             await self._task
+
+
+class ServedOnLoopback:
+    """Mixin for the stand-ins: serve `routes()` with uvicorn on 127.0.0.1 and a free port."""
+
+    _server: UvicornServer | None
+
+    def routes(self) -> list[BaseRoute]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the stand-in first"
+        return self._server.url
+
+    async def start(self) -> Self:
+        self._server = UvicornServer(Starlette(routes=self.routes()))
+        await self._server.start()
+        return self
+
+    async def stop(self) -> None:
+        if self._server:
+            await self._server.stop()

@@ -22,12 +22,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from sandbox.asgi_server import UvicornServer
+from sandbox.asgi_server import ServedOnLoopback, UvicornServer
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -56,7 +55,7 @@ class ScriptedError:
 
 
 @dataclass
-class FcmSandbox:
+class FcmSandbox(ServedOnLoopback):
     project_id: str
     client_email: str
     public_key_pem: bytes
@@ -89,28 +88,14 @@ class FcmSandbox:
         self._tokens.clear()
 
     @property
-    def url(self) -> str:
-        assert self._server is not None
-        return self._server.url
-
-    @property
     def token_url(self) -> str:
         return f"{self.url}/token"
 
-    async def start(self) -> FcmSandbox:
-        app = Starlette(
-            routes=[
-                Route("/token", self._token, methods=["POST"]),
-                Route("/v1/projects/{project}/messages:send", self._send, methods=["POST"]),
-            ]
-        )
-        self._server = UvicornServer(app)
-        await self._server.start()
-        return self
-
-    async def stop(self) -> None:
-        if self._server:
-            await self._server.stop()
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/token", self._token, methods=["POST"]),
+            Route("/v1/projects/{project}/messages:send", self._send, methods=["POST"]),
+        ]
 
     async def _token(self, request: Request) -> Response:
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}

@@ -14,12 +14,11 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from sandbox.asgi_server import UvicornServer
+from sandbox.asgi_server import ServedOnLoopback, UvicornServer
 
 
 @dataclass
@@ -30,7 +29,7 @@ class ScriptedAnswer:
 
 
 @dataclass
-class SlackSandbox:
+class SlackSandbox(ServedOnLoopback):
     bot_token: str
     posted: list[dict[str, Any]] = field(default_factory=list)
     _script: dict[str, deque[ScriptedAnswer]] = field(default_factory=lambda: defaultdict(deque))
@@ -39,28 +38,14 @@ class SlackSandbox:
     def fail(self, key: str, status: int, error: str, *, retry_after: int | None = None) -> None:
         self._script[key].append(ScriptedAnswer(status, error, retry_after))
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return self._server.url
-
     def webhook_url(self, path: str = "T000/B000/XXXX") -> str:
         return f"{self.url}/services/{path}"
 
-    async def start(self) -> SlackSandbox:
-        app = Starlette(
-            routes=[
-                Route("/services/{path:path}", self._webhook, methods=["POST"]),
-                Route("/api/chat.postMessage", self._post_message, methods=["POST"]),
-            ]
-        )
-        self._server = UvicornServer(app)
-        await self._server.start()
-        return self
-
-    async def stop(self) -> None:
-        if self._server:
-            await self._server.stop()
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/services/{path:path}", self._webhook, methods=["POST"]),
+            Route("/api/chat.postMessage", self._post_message, methods=["POST"]),
+        ]
 
     async def _webhook(self, request: Request) -> Response:
         path = request.path_params["path"]

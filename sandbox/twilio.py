@@ -17,13 +17,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from twilio.request_validator import RequestValidator
 
-from sandbox.asgi_server import UvicornServer
+from sandbox.asgi_server import ServedOnLoopback, UvicornServer
 
 
 @dataclass
@@ -35,7 +34,7 @@ class ScriptedError:
 
 
 @dataclass
-class TwilioSandbox:
+class TwilioSandbox(ServedOnLoopback):
     account_sid: str
     auth_token: str
     messages: list[dict[str, str]] = field(default_factory=list)
@@ -49,20 +48,8 @@ class TwilioSandbox:
         for _ in range(times):
             self._script[to].append(ScriptedError(status, code, message, retry_after))
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return self._server.url
-
-    async def start(self) -> TwilioSandbox:
-        path = "/2010-04-01/Accounts/{account}/Messages.json"
-        self._server = UvicornServer(Starlette(routes=[Route(path, self._create, methods=["POST"])]))
-        await self._server.start()
-        return self
-
-    async def stop(self) -> None:
-        if self._server:
-            await self._server.stop()
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/2010-04-01/Accounts/{account}/Messages.json", self._create, methods=["POST"])]
 
     async def _create(self, request: Request) -> Response:
         expected = "Basic " + base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
