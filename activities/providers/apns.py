@@ -26,6 +26,7 @@ from activities.providers.base import (
     TransientDeliveryError,
     parse_retry_after,
     post,
+    target_device,
 )
 from activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput, Device
@@ -95,7 +96,7 @@ class ApnsProvider:
         self._token_lock = asyncio.Lock()
 
     async def send(self, delivery: DeliveryInput, message: RenderedMessage) -> ProviderReceipt:
-        device = _device(delivery)
+        device = target_device(delivery)
         topic = device.app or self._topic
         if not topic:
             raise PermanentDeliveryError("no APNs topic: set apns.topic or the device's app (bundle id)")
@@ -119,13 +120,6 @@ class ApnsProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _device(delivery: DeliveryInput) -> Device:
-    for device in delivery.recipient.devices:
-        if device.id == delivery.destination.device_id and device.token:
-            return device
-    raise PermanentDeliveryError(f"device {delivery.destination.device_id!r} has no APNs token")
 
 
 def build_request(

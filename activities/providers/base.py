@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import httpx
 
 from activities.rendering import RenderedMessage
-from tidings.models import DeliveryInput
+from tidings.models import DeliveryInput, Device
 
 
 class DeliveryError(Exception):
@@ -95,6 +95,16 @@ async def post(client: httpx.AsyncClient, service: str, url: str, **kwargs: Any)
         raise TransientDeliveryError(f"{service} did not answer in time") from None
     except httpx.HTTPError as exc:
         raise TransientDeliveryError(f"cannot reach {service}: {type(exc).__name__}") from None
+
+
+def target_device(delivery: DeliveryInput) -> Device:
+    """The recipient's device this delivery is for (its token or subscription is validated)."""
+    for device in delivery.recipient.devices:
+        if device.id == delivery.destination.device_id:
+            return device
+    raise PermanentDeliveryError(
+        f"recipient {delivery.recipient.id} has no device {delivery.destination.device_id!r}"
+    )
 
 
 class ProviderReceipt:

@@ -26,6 +26,7 @@ from activities.providers.base import (
     TransientDeliveryError,
     parse_retry_after,
     post,
+    target_device,
 )
 from activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput, Device, Priority
@@ -92,7 +93,7 @@ class FcmProvider:
         self._client = client or httpx.AsyncClient(http2=True, timeout=settings.timeout)
 
     async def send(self, delivery: DeliveryInput, message: RenderedMessage) -> ProviderReceipt:
-        device = _device(delivery)
+        device = target_device(delivery)
         body = {"message": build_message(device, delivery, message)}
         token = await self._tokens.token()
         response = await self._post(body, token)
@@ -115,13 +116,6 @@ class FcmProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _device(delivery: DeliveryInput) -> Device:
-    for device in delivery.recipient.devices:
-        if device.id == delivery.destination.device_id and device.token:
-            return device
-    raise PermanentDeliveryError(f"device {delivery.destination.device_id!r} has no FCM token")
 
 
 def build_message(device: Device, delivery: DeliveryInput, message: RenderedMessage) -> dict[str, Any]:

@@ -25,9 +25,10 @@ from activities.providers.base import (
     TransientDeliveryError,
     parse_retry_after,
     post,
+    target_device,
 )
 from activities.rendering import RenderedMessage
-from tidings.models import DeliveryInput, Device, Priority
+from tidings.models import DeliveryInput, Priority
 from tidings.settings import WebPushSettings
 
 MAX_PLAINTEXT = 3993  # 4096 bytes on the wire minus the aes128gcm header, padding and tag
@@ -69,7 +70,7 @@ class WebPushProvider:
         return str(header)
 
     async def send(self, delivery: DeliveryInput, message: RenderedMessage) -> ProviderReceipt:
-        device = _device(delivery)
+        device = target_device(delivery)
         assert device.subscription is not None
         subscription = device.subscription.model_dump()
         fields = {
@@ -104,13 +105,6 @@ class WebPushProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _device(delivery: DeliveryInput) -> Device:
-    for device in delivery.recipient.devices:
-        if device.id == delivery.destination.device_id and device.subscription is not None:
-            return device
-    raise PermanentDeliveryError(f"device {delivery.destination.device_id!r} has no Web Push subscription")
 
 
 def _ttl(expires_at: datetime | None) -> int:
