@@ -15,15 +15,15 @@ from typing import Any, Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.providers.base import (
+from tidings.activities.providers.base import (
     DeliveryError,
     PermanentDeliveryError,
     Provider,
     ThrottledDeliveryError,
     TransientDeliveryError,
 )
-from activities.providers.registry import SETTINGS_HINT
-from activities.rendering import InlineRenderer, RenderedMessage, RenderError
+from tidings.activities.providers.registry import SETTINGS_HINT
+from tidings.activities.rendering import InlineRenderer, RenderedMessage, RenderError
 from tidings.links import click_url, event_token, sign_token
 from tidings.models import Channel, Content, DeliveryInput, DeliveryResult, Recipient
 

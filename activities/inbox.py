@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from activities.providers.base import ProviderReceipt
-from activities.rendering import RenderedMessage
-from activities.store.sqlite import SqliteTable
+from tidings.activities.providers.base import ProviderReceipt
+from tidings.activities.rendering import RenderedMessage
+from tidings.activities.store.sqlite import SqliteTable
 from tidings.models import DeliveryInput
 
 _SCHEMA = """

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.store.base import SubscriberStore
+from tidings.activities.store.base import SubscriberStore
 from tidings.models import DeactivateDeviceInput, DisableWebhookInput, Preparation, PrepareInput, Recipient
 from tidings.quiet_hours import quiet_hours_end
 from tidings.settings import Settings

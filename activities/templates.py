@@ -27,7 +27,7 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
-from activities.rendering import InlineRenderer, RenderedMessage, RenderError
+from tidings.activities.rendering import InlineRenderer, RenderedMessage, RenderError
 from tidings.models import Channel, Content, Recipient
 
 BUNDLED = Path(__file__).resolve().parent.parent / "tidings" / "templates"

@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from activities.providers.apns import ApnsProvider, build_request
-from activities.rendering import InlineRenderer
-from sandbox.apns import ApnsSandbox
-from sandbox.credentials import private_pem, public_pem
+from tidings.activities.providers.apns import ApnsProvider, build_request
+from tidings.activities.rendering import InlineRenderer
 from tidings.models import Channel, Content, DeliveryInput, Destination, Priority, Recipient, delivery_id_for
+from tidings.sandbox.apns import ApnsSandbox
+from tidings.sandbox.credentials import private_pem, public_pem
 from tidings.settings import ApnsSettings
 
 TOPIC = "com.example.bench"

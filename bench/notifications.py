@@ -29,13 +29,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.store.sqlite import SqliteSubscriberStore
 from bench.baseline import RECEIVED, BaselineWorkflow, noop
-from sandbox.http_endpoint import HttpEndpoint
-from starters.client import TidingsClient
 from tidings import search_attributes as sa
+from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.settings import Settings
-from workers.worker import running_worker, workflow_runner
+from tidings.starters.client import TidingsClient
+from tidings.workers.worker import running_worker, workflow_runner
 
 TEMPORAL = Path(executable).parent / "temporal"
 

@@ -29,8 +29,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from twilio.request_validator import RequestValidator
 
-from activities.store.base import SubscriberStore
-from activities.store.receipts import ReceiptLog
+from tidings.activities.store.base import SubscriberStore
+from tidings.activities.store.receipts import ReceiptLog
 from tidings.links import InvalidToken, verify_token
 from tidings.models import DeliveryReceipt, Engagement, EngagementKind, ReceiptStatus
 from tidings.settings import Settings
@@ -168,8 +168,8 @@ async def run_receiver(settings: Settings) -> None:
     """Serve the receiver with uvicorn until interrupted (`tidings receiver`)."""
     import uvicorn
 
-    from activities.store.sqlite import SqliteSubscriberStore
-    from workers.worker import connect
+    from tidings.activities.store.sqlite import SqliteSubscriberStore
+    from tidings.workers.worker import connect
 
     store = SqliteSubscriberStore(settings.store.sqlite_path)
     try:

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.smtp import free_port
+from tidings.sandbox.smtp import free_port
 
 PUSH_TYPES = {
     "alert",

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox.asgi_server import ServedOnLoopback, UvicornServer
+from tidings.sandbox.asgi_server import ServedOnLoopback, UvicornServer
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox.asgi_server import ServedOnLoopback, UvicornServer
+from tidings.sandbox.asgi_server import ServedOnLoopback, UvicornServer
 
 
 @dataclass

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from twilio.request_validator import RequestValidator
 
-from sandbox.asgi_server import ServedOnLoopback, UvicornServer
+from tidings.sandbox.asgi_server import ServedOnLoopback, UvicornServer
 
 
 @dataclass

@@ -29,8 +29,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox.asgi_server import UvicornServer
-from sandbox.tls import loopback_certificate
+from tidings.sandbox.asgi_server import UvicornServer
+from tidings.sandbox.tls import loopback_certificate
 
 MAX_BODY = 4096
 

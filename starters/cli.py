@@ -21,19 +21,19 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.service import RPCError
 
-from activities.store.base import UnknownRecipientError
-from activities.store.receipts import ReceiptLog
-from activities.store.sqlite import SqliteSubscriberStore
-from starters import inbox, template_commands, vapid
-from starters.client import (
+from tidings.activities.store.base import UnknownRecipientError
+from tidings.activities.store.receipts import ReceiptLog
+from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.models import Channel, Device, NotificationState, Preferences, QuietHours, Recipient
+from tidings.settings import Settings, SettingsError, load_settings
+from tidings.starters import inbox, template_commands, vapid
+from tidings.starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
     TidingsClient,
     validate_request,
     validation_message,
 )
-from tidings.models import Channel, Device, NotificationState, Preferences, QuietHours, Recipient
-from tidings.settings import Settings, SettingsError, load_settings
 
 
 class UsageError(Exception):
@@ -138,7 +138,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_receiver(args: argparse.Namespace, settings: Settings) -> int:
-    from receiver.app import run_receiver
+    from tidings.receiver.app import run_receiver
 
     await run_receiver(settings)
     return 0
@@ -163,14 +163,14 @@ async def cmd_reschedule(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.worker import run_worker
+    from tidings.workers.worker import run_worker
 
     await run_worker(settings)
     return 0
 
 
 async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    from starters.dev import run_dev
+    from tidings.starters.dev import run_dev
 
     await run_dev(
         settings, data_dir=Path(args.data_dir), demo=args.demo, ui_port=args.ui_port, port=args.port

@@ -31,7 +31,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.templates import validate_template_content
+from tidings.activities.templates import validate_template_content
 from tidings.models import (
     DEFAULT_TASK_QUEUE,
     NotificationInput,
@@ -43,7 +43,7 @@ from tidings.models import (
     workflow_id_for,
 )
 from tidings.settings import Settings, load_settings
-from workflows.notification import NotificationWorkflow, search_attributes_for
+from tidings.workflows.notification import NotificationWorkflow, search_attributes_for
 
 
 class InvalidRequestError(ValueError):
@@ -173,7 +173,7 @@ class TidingsClient:
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> TidingsClient:
-        from workers.worker import connect
+        from tidings.workers.worker import connect
 
         settings = settings or load_settings()
         return cls(

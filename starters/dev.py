@@ -28,20 +28,20 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from temporalio.client import Client
 
-from activities.store.receipts import ReceiptLog
-from activities.store.sqlite import SqliteSubscriberStore
-from receiver.app import Receiver
-from sandbox.apns import ApnsSandbox
-from sandbox.asgi_server import UvicornServer
-from sandbox.credentials import private_pem, public_pem, service_account
-from sandbox.fcm import FcmSandbox
-from sandbox.slack import SlackSandbox
-from sandbox.smtp import SmtpSink
-from sandbox.twilio import TwilioSandbox
+from tidings.activities.store.receipts import ReceiptLog
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import Recipient
+from tidings.receiver.app import Receiver
+from tidings.sandbox.apns import ApnsSandbox
+from tidings.sandbox.asgi_server import UvicornServer
+from tidings.sandbox.credentials import private_pem, public_pem, service_account
+from tidings.sandbox.fcm import FcmSandbox
+from tidings.sandbox.slack import SlackSandbox
+from tidings.sandbox.smtp import SmtpSink
+from tidings.sandbox.twilio import TwilioSandbox
 from tidings.search_attributes import REGISTRATION
 from tidings.settings import ApnsSettings, FcmSettings, Settings
-from workers.worker import connect, run_worker
+from tidings.workers.worker import connect, run_worker
 
 SERVER_START_TIMEOUT = 60.0
 
@@ -205,7 +205,7 @@ def dev_settings(
 
 
 async def send_demo(settings: Settings) -> None:
-    from starters.client import TidingsClient
+    from tidings.starters.client import TidingsClient
 
     store = SqliteSubscriberStore(settings.store.sqlite_path)
     try:

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.inbox import InboxMessage, InboxStore
-from activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.inbox import InboxMessage, InboxStore
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import Engagement, EngagementKind
 from tidings.settings import Settings
 
@@ -43,7 +43,7 @@ def _print(value: object) -> None:
 
 
 async def _cmd_read(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.worker import connect
+    from tidings.workers.worker import connect
 
     store = SqliteSubscriberStore(settings.store.sqlite_path)
     try:

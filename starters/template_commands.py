@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from activities.rendering import RenderError
-from activities.templates import TemplateCatalog, TemplateRenderer
+from tidings.activities.rendering import RenderError
+from tidings.activities.templates import TemplateCatalog, TemplateRenderer
 from tidings.models import Channel, Content, Recipient
 from tidings.settings import Settings
 

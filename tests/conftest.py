@@ -18,14 +18,14 @@ import pytest_asyncio
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.store.sqlite import SqliteSubscriberStore
-from sandbox.http_endpoint import HttpEndpoint
-from sandbox.smtp import SmtpSink
-from starters.client import TidingsClient
 from tidings import search_attributes
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import Channel, RetrySpec
+from tidings.sandbox.http_endpoint import HttpEndpoint
+from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import Settings
-from workers.worker import running_worker
+from tidings.starters.client import TidingsClient
+from tidings.workers.worker import running_worker
 
 pytest_plugins = ["tests.push_fixtures"]
 

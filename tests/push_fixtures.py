@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sandbox.apns import ApnsSandbox
-from sandbox.credentials import private_pem, public_pem, service_account
-from sandbox.fcm import FcmSandbox
+from tidings.sandbox.apns import ApnsSandbox
+from tidings.sandbox.credentials import private_pem, public_pem, service_account
+from tidings.sandbox.fcm import FcmSandbox
 from tidings.settings import ApnsSettings, FcmSettings
 
 PROJECT = "tidings-test"

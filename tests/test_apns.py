@@ -9,12 +9,16 @@ from typing import Any
 
 import pytest
 
-from activities.providers.apns import ApnsProvider
-from activities.providers.base import PermanentDeliveryError, ThrottledDeliveryError, TransientDeliveryError
-from activities.rendering import InlineRenderer
-from sandbox.apns import ApnsSandbox
 from tests.push_fixtures import TOPIC
+from tidings.activities.providers.apns import ApnsProvider
+from tidings.activities.providers.base import (
+    PermanentDeliveryError,
+    ThrottledDeliveryError,
+    TransientDeliveryError,
+)
+from tidings.activities.rendering import InlineRenderer
 from tidings.models import Channel, Content, DeliveryInput, Destination, Priority, Recipient, delivery_id_for
+from tidings.sandbox.apns import ApnsSandbox
 from tidings.settings import ApnsSettings
 
 Sandbox = tuple[ApnsSandbox, ApnsSettings]

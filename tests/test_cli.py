@@ -100,13 +100,15 @@ def test_unreachable_temporal_is_reported(tmp_path: Path) -> None:
 
 
 def test_module_entry_point(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "starters.cli", "--help"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "tidings.starters.cli", "--help"], capture_output=True, text=True
+    )
     assert done.returncode == 0 and "subscriber" in done.stdout
 
 
 def test_send_flags_build_the_documented_request() -> None:
-    from starters.cli import build_parser, build_send_request
-    from starters.client import parse_request
+    from tidings.starters.cli import build_parser, build_send_request
+    from tidings.starters.client import parse_request
 
     args = build_parser().parse_args(
         ["send", "--to", "u1", "--channel", "in_app>push>email", "--channel", "webhook",

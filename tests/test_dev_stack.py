@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.smtp import free_port
 from tests.conftest import BIN_DIR
+from tidings.sandbox.smtp import free_port
 
 pytestmark = pytest.mark.e2e
 

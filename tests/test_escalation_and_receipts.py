@@ -6,10 +6,10 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
-from sandbox.http_endpoint import HttpEndpoint
-from sandbox.smtp import SmtpSink
-from starters.client import NotificationHandle, TidingsClient
 from tidings.models import DeliveryReceipt, DeliveryStatus, Engagement, Phase
+from tidings.sandbox.http_endpoint import HttpEndpoint
+from tidings.sandbox.smtp import SmtpSink
+from tidings.starters.client import NotificationHandle, TidingsClient
 
 
 def escalating(notification_id: str, endpoint: HttpEndpoint) -> dict[str, Any]:

@@ -8,11 +8,15 @@ from typing import Any
 
 import pytest
 
-from activities.providers.base import PermanentDeliveryError, ThrottledDeliveryError, TransientDeliveryError
-from activities.providers.fcm import FcmProvider
-from activities.rendering import InlineRenderer
-from sandbox.fcm import FcmSandbox
+from tidings.activities.providers.base import (
+    PermanentDeliveryError,
+    ThrottledDeliveryError,
+    TransientDeliveryError,
+)
+from tidings.activities.providers.fcm import FcmProvider
+from tidings.activities.rendering import InlineRenderer
 from tidings.models import Channel, Content, DeliveryInput, Destination, Priority, Recipient
+from tidings.sandbox.fcm import FcmSandbox
 from tidings.settings import FcmSettings
 
 Sandbox = tuple[FcmSandbox, FcmSettings]

@@ -9,13 +9,13 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from activities.inbox import InboxMessage, InboxStore
-from activities.store.sqlite import SqliteSubscriberStore
-from sandbox.smtp import SmtpSink
-from starters.client import TidingsClient
-from starters.inbox import mark_read
 from tests.conftest import BIN_DIR
+from tidings.activities.inbox import InboxMessage, InboxStore
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import DeliveryStatus, Phase
+from tidings.sandbox.smtp import SmtpSink
+from tidings.starters.client import TidingsClient
+from tidings.starters.inbox import mark_read
 
 
 def message(delivery_id: str, minutes_ago: int, recipient: str = "u1") -> InboxMessage:

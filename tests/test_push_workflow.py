@@ -9,14 +9,14 @@ from datetime import timedelta
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from activities.store.sqlite import SqliteSubscriberStore
-from sandbox.apns import ApnsSandbox
-from sandbox.fcm import FcmSandbox
-from sandbox.smtp import SmtpSink
-from starters.client import TidingsClient
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import DeliveryStatus, Phase, Recipient
+from tidings.sandbox.apns import ApnsSandbox
+from tidings.sandbox.fcm import FcmSandbox
+from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import ApnsSettings, FcmSettings, Settings
-from workers.worker import running_worker
+from tidings.starters.client import TidingsClient
+from tidings.workers.worker import running_worker
 
 APNS_TOKEN = "ab12" * 16
 

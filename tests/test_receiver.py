@@ -14,19 +14,19 @@ import httpx
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from activities.inbox import InboxStore
-from activities.store.receipts import ReceiptLog
-from activities.store.sqlite import SqliteSubscriberStore
-from receiver.app import Receiver
-from sandbox.asgi_server import UvicornServer
-from sandbox.smtp import SmtpSink, free_port
-from sandbox.twilio import TwilioSandbox
-from starters.client import NotificationHandle, TidingsClient
 from tests.conftest import BIN_DIR
+from tidings.activities.inbox import InboxStore
+from tidings.activities.store.receipts import ReceiptLog
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.links import event_token, sign_token
 from tidings.models import DeliveryStatus, Phase
+from tidings.receiver.app import Receiver
+from tidings.sandbox.asgi_server import UvicornServer
+from tidings.sandbox.smtp import SmtpSink, free_port
+from tidings.sandbox.twilio import TwilioSandbox
 from tidings.settings import Settings
-from workers.worker import running_worker
+from tidings.starters.client import NotificationHandle, TidingsClient
+from tidings.workers.worker import running_worker
 
 SID, TOKEN = "AC" + "3" * 32, "receiver-auth-token-0123456789"
 LINK_KEY = "link-signing-key-0123456789abcdef"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from starters.client import InvalidRequestError, parse_request, split_by_recipient
 from tidings.models import Channel, Destination, delivery_id_for
+from tidings.starters.client import InvalidRequestError, parse_request, split_by_recipient
 
 
 def base(**extra: Any) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def test_delivery_ids_are_deterministic_per_destination() -> None:
 def test_expired_request_is_refused(tmp_path: Any) -> None:
     from temporalio.client import Client
 
-    from starters.client import TidingsClient
+    from tidings.starters.client import TidingsClient
 
     client = TidingsClient(Client.__new__(Client))
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.store.sqlite import SqliteSubscriberStore
-from sandbox.smtp import SmtpSink
-from starters.client import TidingsClient
 from tests.conftest import quick_retry
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import Channel, NotificationState, Phase
+from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import Settings
-from workers.worker import running_worker
+from tidings.starters.client import TidingsClient
+from tidings.workers.worker import running_worker
 
 SECRET = "hunter2-" + uuid.uuid4().hex
 

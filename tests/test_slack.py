@@ -10,15 +10,19 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from activities.providers.base import PermanentDeliveryError, ThrottledDeliveryError, TransientDeliveryError
-from activities.providers.slack import SlackProvider
-from activities.rendering import InlineRenderer
-from activities.store.sqlite import SqliteSubscriberStore
-from sandbox.slack import SlackSandbox
-from starters.client import TidingsClient
+from tidings.activities.providers.base import (
+    PermanentDeliveryError,
+    ThrottledDeliveryError,
+    TransientDeliveryError,
+)
+from tidings.activities.providers.slack import SlackProvider
+from tidings.activities.rendering import InlineRenderer
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import Channel, Content, DeliveryInput, Destination, Phase, Priority, Recipient
+from tidings.sandbox.slack import SlackSandbox
 from tidings.settings import Settings, SlackSettings
-from workers.worker import running_worker
+from tidings.starters.client import TidingsClient
+from tidings.workers.worker import running_worker
 
 BOT = "xoxb-test-" + "9" * 20
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from activities.store.base import UnknownRecipientError
-from activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.base import UnknownRecipientError
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import Channel, Device, Preferences, Recipient
 from tidings.settings import SettingsError, load_settings
 

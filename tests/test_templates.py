@@ -14,18 +14,18 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.rendering import RenderError
-from activities.store.receipts import ReceiptLog
-from activities.store.sqlite import SqliteSubscriberStore
-from activities.templates import PUSH_BODY_MAX, TemplateRenderer, truncate, validate_template_content
-from receiver.app import Receiver
-from sandbox.asgi_server import UvicornServer
-from sandbox.smtp import SmtpSink, free_port
-from starters.client import InvalidRequestError, TidingsClient, validate_request
 from tests.conftest import BIN_DIR
+from tidings.activities.rendering import RenderError
+from tidings.activities.store.receipts import ReceiptLog
+from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.templates import PUSH_BODY_MAX, TemplateRenderer, truncate, validate_template_content
 from tidings.models import Channel, Content, Phase, Recipient
+from tidings.receiver.app import Receiver
+from tidings.sandbox.asgi_server import UvicornServer
+from tidings.sandbox.smtp import SmtpSink, free_port
 from tidings.settings import Settings
-from workers.worker import running_worker
+from tidings.starters.client import InvalidRequestError, TidingsClient, validate_request
+from tidings.workers.worker import running_worker
 
 SHIPPED = {"name": "Ada", "order_id": "123", "carrier": "DHL"}
 

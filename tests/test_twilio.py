@@ -10,12 +10,16 @@ import pytest
 import pytest_asyncio
 from pydantic import ValidationError
 
-from activities.providers.base import PermanentDeliveryError, ThrottledDeliveryError, TransientDeliveryError
-from activities.providers.twilio import TwilioProvider
-from activities.rendering import InlineRenderer
-from activities.store.sqlite import SqliteSubscriberStore
-from sandbox.twilio import TwilioSandbox
+from tidings.activities.providers.base import (
+    PermanentDeliveryError,
+    ThrottledDeliveryError,
+    TransientDeliveryError,
+)
+from tidings.activities.providers.twilio import TwilioProvider
+from tidings.activities.rendering import InlineRenderer
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import Channel, Content, DeliveryInput, Destination, Priority, Recipient
+from tidings.sandbox.twilio import TwilioSandbox
 from tidings.settings import ReceiverSettings, TwilioSettings
 from tidings.sms import segments
 

@@ -19,15 +19,15 @@ import pytest_asyncio
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.store.sqlite import SqliteSubscriberStore
-from sandbox.http_endpoint import HttpEndpoint
-from sandbox.smtp import SmtpSink, free_port
-from starters.client import TidingsClient
 from tests.conftest import TEMPORAL_CLI
 from tidings import search_attributes as sa
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import Phase
+from tidings.sandbox.http_endpoint import HttpEndpoint
+from tidings.sandbox.smtp import SmtpSink, free_port
 from tidings.settings import Settings
-from workers.worker import running_worker
+from tidings.starters.client import TidingsClient
+from tidings.workers.worker import running_worker
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [

@@ -10,15 +10,15 @@ import pytest
 from standardwebhooks import Webhook
 from temporalio.testing import WorkflowEnvironment
 
-from activities.providers.base import TransientDeliveryError
-from activities.providers.webhook import WebhookProvider
-from activities.rendering import InlineRenderer
-from activities.store.sqlite import SqliteSubscriberStore
-from sandbox.http_endpoint import HttpEndpoint
-from starters.client import TidingsClient
+from tidings.activities.providers.base import TransientDeliveryError
+from tidings.activities.providers.webhook import WebhookProvider
+from tidings.activities.rendering import InlineRenderer
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import Channel, Content, DeliveryInput, Destination, Phase, Priority, Recipient
+from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.settings import Settings, SettingsError, WebhookSettings, load_settings
-from workers.worker import running_worker
+from tidings.starters.client import TidingsClient
+from tidings.workers.worker import running_worker
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 

@@ -21,13 +21,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.providers.base import PermanentDeliveryError, ThrottledDeliveryError, TransientDeliveryError
-from activities.providers.webpush import WebPushProvider
-from activities.rendering import InlineRenderer
-from activities.store.sqlite import SqliteSubscriberStore
-from sandbox.webpush import WebPushSandbox
-from starters.client import TidingsClient
 from tests.conftest import BIN_DIR
+from tidings.activities.providers.base import (
+    PermanentDeliveryError,
+    ThrottledDeliveryError,
+    TransientDeliveryError,
+)
+from tidings.activities.providers.webpush import WebPushProvider
+from tidings.activities.rendering import InlineRenderer
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import (
     Channel,
     Content,
@@ -38,8 +40,10 @@ from tidings.models import (
     Recipient,
     WebPushSubscription,
 )
+from tidings.sandbox.webpush import WebPushSandbox
 from tidings.settings import Settings, WebPushSettings
-from workers.worker import running_worker
+from tidings.starters.client import TidingsClient
+from tidings.workers.worker import running_worker
 
 
 def vapid_key() -> str:

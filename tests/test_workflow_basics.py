@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sandbox.smtp import SmtpSink
-from starters.client import TidingsClient
 from tidings.models import Phase
+from tidings.sandbox.smtp import SmtpSink
+from tidings.starters.client import TidingsClient
 
 
 def email_request(notification_id: str, **extra: object) -> dict[str, object]:

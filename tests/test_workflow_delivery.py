@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from activities.store.sqlite import SqliteSubscriberStore
-from sandbox.http_endpoint import HttpEndpoint, ScriptedResponse
-from sandbox.smtp import SmtpSink
-from starters.client import TidingsClient
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.models import Phase, Recipient
+from tidings.sandbox.http_endpoint import HttpEndpoint, ScriptedResponse
+from tidings.sandbox.smtp import SmtpSink
+from tidings.starters.client import TidingsClient
 
 
 def recipient(**extra: Any) -> dict[str, Any]:

@@ -19,15 +19,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.delivery import DeliveryActivities, LinkTracking, Renderer
-from activities.providers.base import Provider
-from activities.providers.registry import build_providers
-from activities.store.base import SubscriberStore
-from activities.store.sqlite import SqliteSubscriberStore
-from activities.subscribers import SubscriberActivities
-from activities.templates import TemplateRenderer
+from tidings.activities.delivery import DeliveryActivities, LinkTracking, Renderer
+from tidings.activities.providers.base import Provider
+from tidings.activities.providers.registry import build_providers
+from tidings.activities.store.base import SubscriberStore
+from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.subscribers import SubscriberActivities
+from tidings.activities.templates import TemplateRenderer
 from tidings.settings import Settings
-from workflows.notification import NotificationWorkflow
+from tidings.workflows.notification import NotificationWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 # workflows/notification.py per run cost more CPU than anything else in a notification (see
 # bench/notifications.py). It is safe to share: it holds no mutable module state, only constants,
 # pure functions and the workflow class, and the sandbox's runtime restrictions still apply.
-PASSTHROUGH_MODULES = ("tidings", "activities", "workflows", "pydantic", "pydantic_core", "annotated_types")
+PASSTHROUGH_MODULES = ("tidings", "pydantic", "pydantic_core", "annotated_types")
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

@@ -22,9 +22,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.delivery import DeliveryActivities
-    from activities.subscribers import SubscriberActivities
     from tidings import search_attributes as sa
+    from tidings.activities.delivery import DeliveryActivities
+    from tidings.activities.subscribers import SubscriberActivities
     from tidings.models import (
         Channel,
         ChannelStep,

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import jwt
 
-from activities.providers.base import (
+from tidings.activities.providers.base import (
     PermanentDeliveryError,
     ProviderReceipt,
     ThrottledDeliveryError,
@@ -28,7 +28,7 @@ from activities.providers.base import (
     post,
     target_device,
 )
-from activities.rendering import RenderedMessage
+from tidings.activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput, Device
 from tidings.settings import ApnsSettings
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 
-from activities.rendering import RenderedMessage
+from tidings.activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput, Device
 
 

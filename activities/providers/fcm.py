@@ -19,7 +19,7 @@ import google.auth.transport.requests
 import httpx
 from google.oauth2 import service_account
 
-from activities.providers.base import (
+from tidings.activities.providers.base import (
     PermanentDeliveryError,
     ProviderReceipt,
     ThrottledDeliveryError,
@@ -28,7 +28,7 @@ from activities.providers.base import (
     post,
     target_device,
 )
-from activities.rendering import RenderedMessage
+from tidings.activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput, Device, Priority
 from tidings.settings import FcmSettings
 

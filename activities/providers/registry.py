@@ -6,17 +6,17 @@ it fails permanently with a message that names the settings to fill in.
 
 from __future__ import annotations
 
-from activities.inbox import InboxProvider, InboxStore
-from activities.providers.apns import ApnsProvider
-from activities.providers.base import Provider
-from activities.providers.fcm import FcmProvider
-from activities.providers.slack import SlackProvider
-from activities.providers.smtp import SmtpProvider
-from activities.providers.twilio import TwilioProvider
-from activities.providers.webhook import WebhookProvider
-from activities.providers.webpush import WebPushProvider
-from activities.store.base import SubscriberStore
-from activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.inbox import InboxProvider, InboxStore
+from tidings.activities.providers.apns import ApnsProvider
+from tidings.activities.providers.base import Provider
+from tidings.activities.providers.fcm import FcmProvider
+from tidings.activities.providers.slack import SlackProvider
+from tidings.activities.providers.smtp import SmtpProvider
+from tidings.activities.providers.twilio import TwilioProvider
+from tidings.activities.providers.webhook import WebhookProvider
+from tidings.activities.providers.webpush import WebPushProvider
+from tidings.activities.store.base import SubscriberStore
+from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.settings import Settings
 
 SETTINGS_HINT: dict[str, str] = {

@@ -13,12 +13,12 @@ from email.utils import formatdate, parseaddr
 
 import aiosmtplib
 
-from activities.providers.base import (
+from tidings.activities.providers.base import (
     PermanentDeliveryError,
     ProviderReceipt,
     TransientDeliveryError,
 )
-from activities.rendering import RenderedMessage
+from tidings.activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput
 from tidings.settings import SmtpSettings
 

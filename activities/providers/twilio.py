@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from activities.providers.base import (
+from tidings.activities.providers.base import (
     PermanentDeliveryError,
     ProviderReceipt,
     ThrottledDeliveryError,
@@ -21,8 +21,8 @@ from activities.providers.base import (
     parse_retry_after,
     post,
 )
-from activities.rendering import RenderedMessage
-from activities.store.base import SubscriberStore
+from tidings.activities.rendering import RenderedMessage
+from tidings.activities.store.base import SubscriberStore
 from tidings.models import Channel, DeliveryInput
 from tidings.settings import ReceiverSettings, TwilioSettings
 from tidings.sms import segments

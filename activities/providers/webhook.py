@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from activities.providers.base import (
+from tidings.activities.providers.base import (
     PermanentDeliveryError,
     ProviderReceipt,
     ThrottledDeliveryError,
@@ -19,7 +19,7 @@ from activities.providers.base import (
     parse_retry_after,
     post,
 )
-from activities.rendering import RenderedMessage, canonical_json
+from tidings.activities.rendering import RenderedMessage, canonical_json
 from tidings.models import DeliveryInput
 from tidings.settings import WebhookSettings
 from tidings.webhook_signature import decode_secret, sign

@@ -18,7 +18,7 @@ import httpx
 from py_vapid import Vapid
 from pywebpush import WebPusher
 
-from activities.providers.base import (
+from tidings.activities.providers.base import (
     PermanentDeliveryError,
     ProviderReceipt,
     ThrottledDeliveryError,
@@ -27,7 +27,7 @@ from activities.providers.base import (
     post,
     target_device,
 )
-from activities.rendering import RenderedMessage
+from tidings.activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput, Priority
 from tidings.settings import WebPushSettings
 

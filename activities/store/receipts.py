@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from activities.store.sqlite import SqliteTable
+from tidings.activities.store.sqlite import SqliteTable
 from tidings.models import DeliveryReceipt
 
 _SCHEMA = """

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
-from activities.store.base import UnknownRecipientError
+from tidings.activities.store.base import UnknownRecipientError
 from tidings.models import Channel, Device, Preferences, Recipient
 
 _SCHEMA = """
