@@ -8,6 +8,7 @@ Retry-After as the next retry delay) and whose details tell the workflow which a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ from tidings.activities.providers.base import (
 )
 from tidings.activities.providers.registry import SETTINGS_HINT
 from tidings.activities.rendering import InlineRenderer, RenderedMessage, RenderError
+from tidings.activities.store.base import SubscriberStore
 from tidings.links import click_url, event_token, sign_token
 from tidings.models import Channel, Content, DeliveryInput, DeliveryResult, Recipient
 
@@ -84,10 +86,35 @@ class DeliveryActivities:
         providers: dict[str, Provider],
         renderer: Renderer | None = None,
         links: LinkTracking | None = None,
+        store: SubscriberStore | None = None,
     ) -> None:
         self._providers = providers
         self._renderer: Renderer = renderer or InlineRenderer()
         self._links = links
+        self._store = store
+
+    async def _with_stored_secrets(self, delivery: DeliveryInput) -> DeliveryInput:
+        """Read the secret-bearing URLs (webhook, Slack incoming webhook) that the workflow only
+        holds redacted from the store, at send time, so that they never enter history."""
+        if (
+            not delivery.recipient_stored
+            or delivery.destination.channel not in (Channel.webhook, Channel.slack)
+            or self._store is None
+        ):
+            return delivery
+        recipient = await asyncio.to_thread(self._store.get, delivery.recipient.id)
+        if recipient is None:
+            raise PermanentDeliveryError(f"recipient {delivery.recipient.id} was removed from the store")
+        if delivery.destination.channel is Channel.webhook:
+            address = recipient.webhook_url
+        else:
+            address = recipient.slack_webhook_url or recipient.slack_channel
+        if not address:
+            raise PermanentDeliveryError(
+                f"recipient {recipient.id} no longer has a {delivery.destination.channel.value} address"
+            )
+        destination = delivery.destination.model_copy(update={"address": address})
+        return delivery.model_copy(update={"recipient": recipient, "destination": destination})
 
     @activity.defn(name="deliver")
     async def deliver(self, delivery: DeliveryInput) -> DeliveryResult:
@@ -103,6 +130,7 @@ class DeliveryActivities:
                 non_retryable=True,
             )
         try:
+            delivery = await self._with_stored_secrets(delivery)
             message = self._renderer.render(delivery.content, delivery.recipient, destination.channel)
             if self._links is not None:
                 self._links.apply(delivery, message)

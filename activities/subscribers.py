@@ -28,6 +28,7 @@ class SubscriberActivities:
     async def prepare_notification(self, request: PrepareInput) -> Preparation:
         """Load the recipient (inline or from the store) and evaluate quiet hours at `at`."""
         recipient: Recipient | None = request.recipient
+        stored = recipient is None
         if recipient is None:
             try:
                 recipient = await asyncio.to_thread(self._store.get, request.recipient_id)
@@ -44,7 +45,8 @@ class SubscriberActivities:
         if recipient is not None:
             quiet_until = quiet_hours_end(request.at, recipient.preferences.quiet_hours, recipient.timezone)
         return Preparation(
-            recipient=recipient,
+            recipient=recipient.without_secrets() if recipient is not None and stored else recipient,
+            recipient_stored=stored,
             quiet_hours_until=quiet_until,
             retry={channel: self._settings.retry_for(channel) for channel in request.channels},
             push_success=self._settings.push_success,

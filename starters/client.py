@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -34,15 +35,18 @@ from temporalio.service import RPCError, RPCStatusCode
 from tidings.activities.templates import validate_template_content
 from tidings.models import (
     DEFAULT_TASK_QUEUE,
+    DeliveryStatus,
     NotificationInput,
     NotificationRequest,
     NotificationState,
     Phase,
     Recipient,
     SignalOutcome,
+    notification_id_for,
     workflow_id_for,
 )
 from tidings.settings import Settings, load_settings
+from tidings.validation import validation_message as validation_message
 from tidings.workflows.notification import NotificationWorkflow, search_attributes_for
 
 
@@ -52,14 +56,6 @@ class InvalidRequestError(ValueError):
 
 class NotificationNotFoundError(LookupError):
     pass
-
-
-def validation_message(exc: ValidationError, what: str = "notification request") -> str:
-    lines = []
-    for err in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "(request)"
-        lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
-    return f"invalid {what}:\n" + "\n".join(lines)
 
 
 def parse_request(request: NotificationRequest | dict[str, Any]) -> NotificationRequest:
@@ -72,14 +68,14 @@ def parse_request(request: NotificationRequest | dict[str, Any]) -> Notification
 
 
 def split_by_recipient(request: NotificationRequest, now: datetime) -> list[NotificationInput]:
-    """One workflow input per recipient: `<id>` for one, `<id>.<recipient id>` for several."""
+    """One workflow input per recipient, with the notification id `<id>~<recipient id>`."""
     base_id = request.id or uuid.uuid4().hex
     common = request.model_dump(exclude={"id", "recipients"})
     inputs = []
     for ref in request.recipients:
         recipient = ref if isinstance(ref, Recipient) else None
         recipient_id = ref.id if isinstance(ref, Recipient) else ref
-        notification_id = base_id if len(request.recipients) == 1 else f"{base_id}.{recipient_id}"
+        notification_id = notification_id_for(base_id, recipient_id)
         inputs.append(
             NotificationInput.model_validate(
                 {
@@ -139,6 +135,25 @@ def validate_request(
     return split_by_recipient(parsed, now)
 
 
+def with_live_attempts(
+    state: NotificationState, description: WorkflowExecutionDescription
+) -> NotificationState:
+    """Fill in the attempt under way and the last failure of each delivery that is retrying.
+
+    The workflow learns an activity's attempts only when it ends; the server knows them while it
+    retries (the pending activity, whose id is the delivery id).
+    """
+    pending = {p.activity_id: p for p in description.raw_description.pending_activities}
+    for destination in state.destinations:
+        activity = pending.get(destination.delivery_id)
+        if activity is None or destination.status is not DeliveryStatus.sending:
+            continue
+        destination.attempts = activity.attempt
+        if activity.HasField("last_failure") and activity.last_failure.message:
+            destination.last_error = activity.last_failure.message
+    return state
+
+
 @dataclass(frozen=True)
 class NotificationHandle:
     """A started notification. `existing` is true when the id had already been used."""
@@ -150,7 +165,9 @@ class NotificationHandle:
     _handle: WorkflowHandle[Any, Any]
 
     async def status(self) -> NotificationState:
-        return await self._handle.query(NotificationWorkflow.status)
+        """The live state, with the attempt and last failure of deliveries that are retrying."""
+        state = await self._handle.query(NotificationWorkflow.status)
+        return with_live_attempts(state, await self._handle.describe())
 
     async def result(self) -> NotificationState:
         result = await self._handle.result()
@@ -201,9 +218,12 @@ class TidingsClient:
     async def _start(self, item: NotificationInput) -> NotificationHandle:
         existing = False
         try:
-            handle = await self.client.start_workflow(
-                NotificationWorkflow.run,
+            # By name: the workflow takes its input raw (it validates it itself), so its Python
+            # signature does not name the input model.
+            handle: WorkflowHandle[Any, Any] = await self.client.start_workflow(
+                "NotificationWorkflow",
                 item,
+                result_type=NotificationState,
                 id=item.workflow_id,
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -233,7 +253,7 @@ class TidingsClient:
         try:
             description = await handle.describe()
             if description.status is WorkflowExecutionStatus.RUNNING:
-                return await handle.query(NotificationWorkflow.status)
+                return with_live_attempts(await handle.query(NotificationWorkflow.status), description)
             if description.status is WorkflowExecutionStatus.COMPLETED:
                 return NotificationState.model_validate(await handle.result())
         except RPCError as exc:

@@ -115,10 +115,12 @@ async def test_cli_query_and_cancel(
     live: TidingsClient, temporal: Callable[..., Any], smtp_sink: SmtpSink
 ) -> None:
     [handle] = await live.send(email_request("e2e-cancel", datetime.now(UTC) + timedelta(hours=1)))
-    status = await query_status(temporal, "notification-e2e-cancel")
+    status = await query_status(temporal, "notification-e2e-cancel~user-42")
     assert status["phase"] == "scheduled" and status["recipient_id"] == "user-42"
 
-    await temporal("workflow", "signal", "--workflow-id", "notification-e2e-cancel", "--name", "cancel")
+    await temporal(
+        "workflow", "signal", "--workflow-id", "notification-e2e-cancel~user-42", "--name", "cancel"
+    )
     state = await handle.result()
     assert state.phase is Phase.cancelled and not smtp_sink.received
 
@@ -126,7 +128,7 @@ async def test_cli_query_and_cancel(
         rows = await temporal(
             "workflow", "list", "--query", 'NotificationStatus="cancelled" AND RecipientId="user-42"'
         )
-        return any(r["execution"]["workflowId"] == "notification-e2e-cancel" for r in rows or [])
+        return any(r["execution"]["workflowId"] == "notification-e2e-cancel~user-42" for r in rows or [])
 
     await eventually(listed)
 
@@ -135,7 +137,7 @@ async def test_cli_reschedule_documented_shape(
     live: TidingsClient, temporal: Callable[..., Any], smtp_sink: SmtpSink
 ) -> None:
     [handle] = await live.send(email_request("e2e-resched", datetime.now(UTC) + timedelta(hours=1)))
-    workflow_id = "notification-e2e-resched"
+    workflow_id = "notification-e2e-resched~user-42"
     await temporal(
         "workflow", "signal", "--workflow-id", workflow_id, "--name", "reschedule",
         "--input", '"2030-01-01T09:00:00+00:00"',
@@ -170,8 +172,8 @@ async def test_web_ui_summaries(
     when = datetime.now(UTC)
     [handle] = await live.send(email_request("e2e-summary", when))
     await handle.result()
-    described = await temporal("workflow", "describe", "--workflow-id", "notification-e2e-summary")
-    history = await temporal("workflow", "show", "--workflow-id", "notification-e2e-summary")
+    described = await temporal("workflow", "describe", "--workflow-id", "notification-e2e-summary~user-42")
+    history = await temporal("workflow", "show", "--workflow-id", "notification-e2e-summary~user-42")
     scheduled = [e for e in history["events"] if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"]
     assert len(scheduled) == 1
     assert payload_text(scheduled[0]["userMetadata"]["summary"]) == "smtp → ada@example.com"
@@ -182,7 +184,7 @@ async def test_web_ui_summaries(
 
 async def test_update_refuses_after_delivery_started(live: TidingsClient, smtp_sink: SmtpSink) -> None:
     [handle] = await live.send(email_request("e2e-update", datetime.now(UTC) + timedelta(seconds=1)))
-    outcome = await live.cancel("e2e-update")
+    outcome = await live.cancel(handle.notification_id)
     assert outcome.accepted  # still scheduled
     assert (await handle.result()).phase is Phase.cancelled
 
@@ -220,7 +222,7 @@ async def test_cli_send_status_and_worker_graceful_shutdown(
         "send", "--id", "cli-e2e-1", "--to", "cli-user", "--channel", "webhook", "--title", "Hello"
     )
     assert code == 0, err
-    assert json.loads(out)["workflow_id"] == "notification-cli-e2e-1"
+    assert json.loads(out)["workflow_id"] == "notification-cli-e2e-1~cli-user"
 
     async def in_flight() -> bool:
         return len(http_endpoint.requests) == 1
@@ -233,13 +235,13 @@ async def test_cli_send_status_and_worker_graceful_shutdown(
     # As in a rolling deploy, a replacement worker takes over the rest of the workflow.
     replacement = await asyncio.create_subprocess_exec(str(BIN_DIR / "tidings"), "worker", env=env)
     try:
-        handle = dev_env.client.get_workflow_handle("notification-cli-e2e-1")
+        handle = dev_env.client.get_workflow_handle("notification-cli-e2e-1~cli-user")
         result = await asyncio.wait_for(handle.result(), 60)
     finally:
         replacement.send_signal(signal.SIGTERM)
         await asyncio.wait_for(replacement.wait(), 30)
     assert result["phase"] == "delivered"
     assert len(http_endpoint.requests) == 1  # the in-flight delivery finished once, not re-sent
-    code, out, err = await tidings("status", "cli-e2e-1")
+    code, out, err = await tidings("status", "cli-e2e-1~cli-user")
     assert code == 0, err
     assert json.loads(out)["destinations"][0]["status"] == "sent"

@@ -49,7 +49,7 @@ async def test_read_stops_escalation(
 ) -> None:
     [handle] = await tidings.send(escalating("esc-2", http_endpoint))
     delivery_id = await first_destination_sent(handle)
-    await tidings.handle("esc-2").signal(
+    await tidings.handle(handle.notification_id).signal(
         "engagement", Engagement(kind="read", delivery_id=delivery_id, at=server_now)
     )
     state = await handle.result()
@@ -64,7 +64,7 @@ async def test_cancel_stops_escalation(
 ) -> None:
     [handle] = await tidings.send(escalating("esc-3", http_endpoint))
     await first_destination_sent(handle)
-    assert (await tidings.cancel("esc-3", "user called support")).accepted
+    assert (await tidings.cancel(handle.notification_id, "user called support")).accepted
     state = await handle.result()
     assert [d.channel for d in state.destinations] == ["email"]
     assert any("escalation after email stopped by cancel" in e.message for e in state.events)
@@ -77,11 +77,11 @@ async def test_receipts_are_shown_per_destination(
     [handle] = await tidings.send(escalating("esc-4", http_endpoint))
     delivery_id = await first_destination_sent(handle)
     receipt = DeliveryReceipt(delivery_id=delivery_id, status="delivered", at=server_now)
-    await tidings.handle("esc-4").signal("delivery_receipt", receipt)
+    await tidings.handle(handle.notification_id).signal("delivery_receipt", receipt)
     unknown = DeliveryReceipt(delivery_id="nope", status="delivered", at=server_now)
-    await tidings.handle("esc-4").signal("delivery_receipt", unknown)
+    await tidings.handle(handle.notification_id).signal("delivery_receipt", unknown)
     read = DeliveryReceipt(delivery_id=delivery_id, status="read", at=server_now)
-    await tidings.handle("esc-4").signal("delivery_receipt", read)
+    await tidings.handle(handle.notification_id).signal("delivery_receipt", read)
     state = await handle.result()
     assert [r.status for r in state.destinations[0].receipts] == ["delivered", "read"]
     assert any("receipt for an unknown delivery ignored: nope" in e.message for e in state.events)

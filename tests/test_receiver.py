@@ -104,9 +104,7 @@ async def test_twilio_callbacks_valid_forged_replayed_and_late(stack: Stack, smt
     [handle] = await stack.tidings.send(escalating("sms-receipts", "sms"))
     await first_sent(handle)
     [message] = stack.twilio.messages
-    assert message["StatusCallback"].startswith(
-        f"{stack.receiver_url}/twilio/status?w=notification-sms-receipts"
-    )
+    assert message["StatusCallback"].startswith(f"{stack.receiver_url}/twilio/status?w={handle.workflow_id}")
     assert "/c/" in message["Body"]  # the link is tracked
 
     response = await stack.twilio.send_status_callback(message["sid"], "delivered")
@@ -130,12 +128,12 @@ async def test_twilio_callbacks_valid_forged_replayed_and_late(stack: Stack, smt
     assert [d.channel.value for d in state.destinations] == ["sms", "email"]
     late = await stack.twilio.send_status_callback(message["sid"], "read")
     assert late.status_code == 204
-    [kept] = stack.log.late_receipts("notification-sms-receipts")
+    [kept] = stack.log.late_receipts(handle.workflow_id)
     assert kept.status == "read" and kept.provider_message_id == message["sid"]
 
     # and `tidings status` shows it beside the final state
     process = await asyncio.create_subprocess_exec(
-        str(BIN_DIR / "tidings"), "status", "sms-receipts",
+        str(BIN_DIR / "tidings"), "status", handle.notification_id,
         env={**os.environ, "TIDINGS_TEMPORAL__ADDRESS": stack.temporal_address,
              "TIDINGS_STORE__SQLITE_PATH": str(stack.store_path)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -172,7 +170,7 @@ async def test_click_redirects_only_where_we_linked_and_stops_escalation(
 async def test_app_events_need_a_valid_token(stack: Stack, smtp_sink: SmtpSink) -> None:
     [handle] = await stack.tidings.send(escalating("app-event", "in_app"))
     delivery_id = await first_sent(handle)
-    token = event_token(LINK_KEY.encode(), "notification-app-event", delivery_id)
+    token = event_token(LINK_KEY.encode(), handle.workflow_id, delivery_id)
     async with httpx.AsyncClient() as client:
         bad = await client.post(f"{stack.receiver_url}/events", json={"token": token + "x", "kind": "opened"})
         malformed = await client.post(f"{stack.receiver_url}/events", json={"kind": "shrugged"})

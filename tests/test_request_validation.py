@@ -11,6 +11,13 @@ from tidings.models import Channel, Destination, delivery_id_for
 from tidings.starters.client import InvalidRequestError, parse_request, split_by_recipient
 
 
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
 def base(**extra: Any) -> dict[str, Any]:
     value: dict[str, Any] = {
         "recipients": ["user-1"],
@@ -41,6 +48,26 @@ def base(**extra: Any) -> dict[str, Any]:
         ({"priority": "urgent"}, "priority: Input should be"),
         ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
         ({"recipients": ["a", "a"]}, "a recipient is listed twice"),
+        # Found by fuzzing: each used to pass the client and then wedge the workflow or crash.
+        (
+            {"retry": {"email": {"initial_interval": -1}}},
+            "retry.email.initial_interval: must be between 1 ms and 1 day",
+        ),
+        (
+            {"retry": {"email": {"initial_interval": 10, "maximum_interval": 5}}},
+            "maximum_interval must not be below initial_interval",
+        ),
+        ({"retry": {"email": {"start_to_close_timeout": -5}}}, "start_to_close_timeout"),
+        ({"retry": {"email": {"maximum_interval": 0.5}}}, "retry.email: maximum_interval must not be below"),
+        ({"category": "x" * 3000}, "categories are 1-100 characters"),
+        ({"content": {"title": "\ud800"}}, "not valid Unicode"),
+        ({"recipients": [{"id": "u", "timezone": "A" * 1000}]}, "unknown IANA time zone 'AAAA"),
+        ({"content": {"title": "Hi\r\nBcc: victim@example.com"}}, "must be a single line"),
+        ({"recipients": [{"id": "u", "name": "Ada\r\nBcc: x@example.com"}]}, "must be a single line"),
+        ({"content": {"title": "Hi", "url": "javascript:alert(1)"}}, "expected an http(s) URL"),
+        ({"content": {"title": "x", "body": "y" * 70_000}}, "the limit is 64 KiB"),
+        ({"content": {"template_id": "welcome", "variables": {"a": _nested(40)}}}, "nested more than 16"),
+        ({"recipients": [{"id": "u", "locale": "x" * 300}]}, "a locale is a language tag"),
     ],
 )
 def test_bad_requests_are_refused_with_a_specific_message(change: dict[str, Any], message: str) -> None:
@@ -49,14 +76,36 @@ def test_bad_requests_are_refused_with_a_specific_message(change: dict[str, Any]
     assert message in str(info.value)
 
 
-def test_one_recipient_keeps_the_id() -> None:
+def test_each_recipient_gets_the_id_with_its_recipient() -> None:
     [item] = split_by_recipient(parse_request(base(id="order-1")), datetime.now(UTC))
-    assert item.workflow_id == "notification-order-1"
+    assert item.id == "order-1~user-1"
+    assert item.workflow_id == "notification-order-1~user-1"
+
+
+def test_the_id_scheme_does_not_depend_on_how_many_recipients_there_are() -> None:
+    """Sending id x to [a] and then to [a, b] must address a's notification both times."""
+    now = datetime.now(UTC)
+    [alone] = split_by_recipient(parse_request(base(id="x", recipients=["a"])), now)
+    together = split_by_recipient(parse_request(base(id="x", recipients=["a", "b"])), now)
+    assert alone.workflow_id == together[0].workflow_id == "notification-x~a"
+    assert together[1].workflow_id == "notification-x~b"
+
+
+def test_ids_cannot_collide_across_the_separator() -> None:
+    """`a.b` to `c` and `a` to `b.c` are different notifications (`~` is not allowed in ids)."""
+    now = datetime.now(UTC)
+    [first] = split_by_recipient(parse_request(base(id="a.b", recipients=["c"])), now)
+    [second] = split_by_recipient(parse_request(base(id="a", recipients=["b.c"])), now)
+    assert first.workflow_id != second.workflow_id
+    with pytest.raises(InvalidRequestError, match="id"):
+        parse_request(base(id="a~b"))
 
 
 def test_missing_id_is_generated() -> None:
     [item] = split_by_recipient(parse_request(base()), datetime.now(UTC))
-    assert item.workflow_id.startswith("notification-") and len(item.id) == 32
+    request_id, _, recipient_id = item.id.partition("~")
+    assert item.workflow_id.startswith("notification-") and len(request_id) == 32
+    assert recipient_id == "user-1"
 
 
 def test_delivery_ids_are_deterministic_per_destination() -> None:

@@ -95,8 +95,8 @@ async def test_summaries_and_live_details_in_the_web_ui(
         )
         state = await handle.result()
         assert state.phase is Phase.delivered
-        run_id = (await env.client.get_workflow_handle("notification-ui-1").describe()).run_id
-        base = f"http://127.0.0.1:{ui_port}/namespaces/default/workflows/notification-ui-1/{run_id}"
+        run_id = (await env.client.get_workflow_handle(handle.workflow_id).describe()).run_id
+        base = f"http://127.0.0.1:{ui_port}/namespaces/default/workflows/{handle.workflow_id}/{run_id}"
 
         metadata = rendered_markdown(await render(f"{base}/user-metadata"))
         assert "webhook to ui-user: Invoice ready" in metadata

@@ -102,7 +102,7 @@ async def test_retries_keep_the_id_and_sign_each_attempt(
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == state.destinations[0].delivery_id
     for request in (first, second):
         Webhook(SECRET).verify(request.body, request.headers)
-    history = await ts_env.client.get_workflow_handle("notification-signed-1").fetch_history()
+    history = await ts_env.client.get_workflow_handle("notification-signed-1~u1").fetch_history()
     assert SECRET.removeprefix("whsec_") not in json.dumps(history.to_json_dict())
 
 

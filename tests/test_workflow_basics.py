@@ -61,7 +61,7 @@ async def test_cancel_while_scheduled(
 ) -> None:
     when = server_now + timedelta(days=1)
     [handle] = await tidings.send(email_request("cancel-1", schedule_at=when.isoformat()))
-    outcome = await tidings.cancel("cancel-1", "customer changed their mind")
+    outcome = await tidings.cancel(handle.notification_id, "customer changed their mind")
     assert outcome.accepted
     state = await handle.result()
     assert state.phase is Phase.cancelled
@@ -75,10 +75,10 @@ async def test_reschedule_later_then_earlier(
     first = server_now + timedelta(days=1)
     [handle] = await tidings.send(email_request("resched-1", schedule_at=first.isoformat()))
     later = first + timedelta(days=2)
-    assert (await tidings.reschedule("resched-1", later)).accepted
+    assert (await tidings.reschedule(handle.notification_id, later)).accepted
     assert (await handle.status()).schedule_at == later
     earlier = server_now + timedelta(hours=2)
-    assert (await tidings.reschedule("resched-1", earlier)).accepted
+    assert (await tidings.reschedule(handle.notification_id, earlier)).accepted
     state = await handle.result()
     assert state.phase is Phase.delivered
     started = state.destinations[0].started_at
@@ -97,9 +97,9 @@ async def test_reschedule_past_expiry_is_refused(
             expires_at=(now + timedelta(hours=6)).isoformat(),
         )
     )
-    assert (await tidings.reschedule("expire-1", now + timedelta(hours=7))).accepted is False
+    assert (await tidings.reschedule(handle.notification_id, now + timedelta(hours=7))).accepted is False
     # a signal can't be refused synchronously: it is ignored with the reason recorded
-    await tidings.handle("expire-1").signal("reschedule", "not a date")
+    await tidings.handle(handle.notification_id).signal("reschedule", "not a date")
     status = await handle.status()
     assert any("reschedule ignored: not an ISO 8601 timestamp" in e.message for e in status.events)
     state = await handle.result()
@@ -117,7 +117,7 @@ async def test_reschedule_signal_past_expiry_is_ignored(
             expires_at=(now + timedelta(hours=2)).isoformat(),
         )
     )
-    await tidings.handle("expire-2").signal("reschedule", (now + timedelta(days=1)).isoformat())
+    await tidings.handle(handle.notification_id).signal("reschedule", (now + timedelta(days=1)).isoformat())
     state = await handle.result()
     # the reschedule past expiry was ignored, so it was sent at the original time
     assert state.phase is Phase.delivered
@@ -142,7 +142,7 @@ async def test_same_id_twice_sends_once(
     [first] = await tidings.send(email_request("dup-1", schedule_at=when.isoformat()))
     [second] = await tidings.send(email_request("dup-1", schedule_at=when.isoformat()))
     assert not first.existing and second.existing
-    assert second.workflow_id == first.workflow_id == "notification-dup-1"
+    assert second.workflow_id == first.workflow_id == "notification-dup-1~user-42"
     await first.result()
     [third] = await tidings.send(email_request("dup-1"))
     assert third.existing

@@ -95,7 +95,7 @@ async def test_quiet_hours_wait_can_be_cancelled(
     )
     [handle] = await tidings.send(request("quiet-2", to, ["email"]))
     assert (await handle.status()).phase is Phase.waiting_quiet_hours
-    assert (await tidings.cancel("quiet-2")).accepted
+    assert (await tidings.cancel(handle.notification_id)).accepted
     state = await handle.result()
     assert state.phase is Phase.cancelled and not smtp_sink.received
 
@@ -248,7 +248,7 @@ async def test_several_recipients_get_one_workflow_each(tidings: TidingsClient, 
             "content": {"title": "Hello"},
         }
     )
-    assert [h.workflow_id for h in handles] == ["notification-multi-1.a", "notification-multi-1.b"]
+    assert [h.workflow_id for h in handles] == ["notification-multi-1~a", "notification-multi-1~b"]
     for h in handles:
         assert (await h.result()).phase is Phase.delivered
     assert sorted(e[1][0] for e in smtp_sink.envelopes) == ["a@example.com", "b@example.com"]

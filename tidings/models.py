@@ -28,12 +28,32 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticSerializationError
+
+from tidings.redaction import redact_address
 
 WORKFLOW_ID_PREFIX = "notification-"
+RECIPIENT_SEPARATOR = "~"
 DEFAULT_TASK_QUEUE = "notifications"
 
+# Size budget of one notification. Temporal warns at 256 KB per payload and fails at 2 MB, and a
+# workflow task's commands travel in one gRPC message (4 MB): every `deliver` activity input
+# carries the content and the recipient, and a recipient has at most MAX_DEVICES + 5 destinations,
+# so 25 x (64 KiB + 16 KiB) stays near 2 MB in the worst case.
+MAX_CONTENT_BYTES = 64 * 1024
+MAX_RECIPIENT_BYTES = 16 * 1024
+MAX_DEVICES = 20
+# JSON nesting allowed in free-form values (template variables, platform overrides). The worker's
+# JSON decoder refuses around 200 levels; real payloads need a handful.
+MAX_NESTING = 16
+MAX_TITLE_LENGTH = 1000
+MAX_URL_LENGTH = 2048
+
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
+_CATEGORY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")
+_LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,3}$")
 _EMAIL_PATTERN = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+_LINE_BREAKS = re.compile(r"[\r\n\x00\u2028\u2029\x85]")
 
 
 class Channel(StrEnum):
@@ -96,12 +116,78 @@ def _check_id(value: str) -> str:
     return value
 
 
+def _check_category(value: str) -> str:
+    if not _CATEGORY_PATTERN.match(value):
+        raise ValueError(
+            "categories are 1-100 characters of letters, digits and _ . : / -, "
+            "starting with a letter or digit"
+        )
+    return value
+
+
 def _check_timezone(value: str) -> str:
+    problem = f"unknown IANA time zone {_shown(value)} (for example 'Europe/Berlin')"
+    if len(value) > 64 or not value.isascii():
+        raise ValueError(problem)
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown IANA time zone {value!r} (for example 'Europe/Berlin')") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(problem) from None
     return value
+
+
+def _check_locale(value: str) -> str:
+    if not _LOCALE_PATTERN.match(value):
+        raise ValueError(f"a locale is a language tag like 'en', 'de' or 'pt-BR', got {_shown(value)}")
+    return value
+
+
+def _check_one_line(value: str) -> str:
+    if _LINE_BREAKS.search(value):
+        raise ValueError("must be a single line (no CR, LF or NUL)")
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")) or len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"expected an http(s) URL of at most {MAX_URL_LENGTH} characters")
+    if any(c.isspace() or ord(c) < 0x20 for c in value):
+        raise ValueError("a URL cannot contain spaces or control characters")
+    return value
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """A value quoted for an error message, cut so that a huge input cannot flood the message."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply lists and dicts nest in `value`, found without recursion (so any depth is safe)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list | tuple):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _check_nesting(value: dict[str, Any]) -> dict[str, Any]:
+    if nesting_depth(value) > MAX_NESTING:
+        raise ValueError(f"nested more than {MAX_NESTING} levels deep")
+    return value
+
+
+def serialized_size(model: BaseModel, what: str) -> int:
+    """The model's JSON size in bytes; text that is not valid Unicode (lone surrogates) is refused."""
+    try:
+        return len(model.__pydantic_serializer__.to_json(model))
+    except PydanticSerializationError:
+        raise ValueError(f"{what} contains text that is not valid Unicode (a lone surrogate)") from None
 
 
 def _check_email(value: str) -> str:
@@ -116,7 +202,19 @@ def _check_aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def _check_notification_id(value: str) -> str:
+    request_id, separator, recipient_id = value.partition(RECIPIENT_SEPARATOR)
+    if not _ID_PATTERN.match(request_id) or (separator and not _ID_PATTERN.match(recipient_id)):
+        raise ValueError("a notification id is <request id>~<recipient id> (each an id) or an id")
+    return value
+
+
 Identifier = Annotated[str, AfterValidator(_check_id)]
+NotificationId = Annotated[str, AfterValidator(_check_notification_id)]
+Category = Annotated[str, AfterValidator(_check_category)]
+Locale = Annotated[str, AfterValidator(_check_locale)]
+OneLine = Annotated[str, AfterValidator(_check_one_line)]
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 EmailAddress = Annotated[str, AfterValidator(_check_email)]
 AwareDatetime = Annotated[datetime, AfterValidator(_check_aware)]
@@ -220,42 +318,58 @@ class Recipient(Model):
     """A subscriber's profile: where and how they can be reached."""
 
     id: Identifier
-    name: str | None = None
-    email: EmailAddress | None = None
+    name: Annotated[OneLine, Field(max_length=200)] | None = None
+    email: Annotated[EmailAddress, Field(max_length=254)] | None = None
     phone: str | None = Field(default=None, description="E.164, e.g. +4915112345678")
-    webhook_url: str | None = None
+    webhook_url: HttpUrl | None = None
     webhook_disabled: str | None = Field(default=None, description="why the endpoint was disabled (410 Gone)")
-    slack_webhook_url: str | None = None
-    slack_channel: str | None = None
-    devices: list[Device] = Field(default_factory=list)
+    slack_webhook_url: HttpUrl | None = None
+    slack_channel: str | None = Field(default=None, pattern=r"^[#@]?[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+    devices: list[Device] = Field(default_factory=list, max_length=MAX_DEVICES)
     timezone: TimeZoneName = "UTC"
-    locale: str = "en"
+    locale: Locale = "en"
     preferences: Preferences = Field(default_factory=Preferences)
-
-    @field_validator("webhook_url", "slack_webhook_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://")):
-            raise ValueError(f"expected an http(s) URL, got {value!r}")
-        return value
 
     @field_validator("phone")
     @classmethod
     def _e164(cls, value: str | None) -> str | None:
-        """Normalise to E.164 ('+49 151 1234 5678' -> '+4915112345678'); refuse invalid numbers."""
+        """Normalise to E.164 ('+49 151 1234 5678' -> '+4915112345678'); refuse invalid numbers.
+
+        This also runs inside the workflow sandbox while a workflow's input is decoded: the worker
+        loads all of phonenumbers' metadata before it starts (`load_phone_metadata`), so nothing
+        is lazily imported, and no lock taken, in there.
+        """
         if value is None:
             return None
+        if len(value) > 40:
+            raise ValueError(f"{_shown(value)} is not a valid phone number")
         try:
             number = phonenumbers.parse(value, None)
         except phonenumbers.NumberParseException:
             if not value.strip().startswith("+"):
                 raise ValueError(
-                    f"phone numbers need the country code, e.g. +4915112345678; got {value!r}"
+                    f"phone numbers need the country code, e.g. +4915112345678; got {_shown(value)}"
                 ) from None
-            raise ValueError(f"{value!r} is not a valid phone number") from None
+            raise ValueError(f"{_shown(value)} is not a valid phone number") from None
         if not phonenumbers.is_valid_number(number):
-            raise ValueError(f"{value!r} is not a valid phone number")
+            raise ValueError(f"{_shown(value)} is not a valid phone number")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    @model_validator(mode="after")
+    def _within_budget(self) -> Recipient:
+        if serialized_size(self, "the recipient") > MAX_RECIPIENT_BYTES:
+            raise ValueError(f"a recipient profile is limited to {MAX_RECIPIENT_BYTES // 1024} KiB of JSON")
+        return self
+
+    def without_secrets(self) -> Recipient:
+        """This profile with its secret-bearing URLs redacted (see `tidings.redaction`): what the
+        workflow keeps of a stored recipient, so that the URLs never reach history."""
+        return self.model_copy(
+            update={
+                "webhook_url": self.webhook_url and redact_address(self.webhook_url),
+                "slack_webhook_url": self.slack_webhook_url and redact_address(self.slack_webhook_url),
+            }
+        )
 
     def has_address_for(self, channel: Channel) -> bool:
         match channel:
@@ -276,15 +390,18 @@ class Recipient(Model):
 class Content(Model):
     """What to say: inline text, or a template id with variables (rendered by activities)."""
 
-    title: str | None = None
+    title: Annotated[OneLine, Field(max_length=MAX_TITLE_LENGTH)] | None = None
     body: str | None = None
-    data: dict[str, str] = Field(default_factory=dict)
-    image: str | None = None
-    url: str | None = None
-    template_id: str | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
-    collapse_key: str | None = None
-    platform_overrides: dict[Literal["android", "apns", "webpush", "slack"], dict[str, Any]] = Field(
+    data: dict[str, str] = Field(default_factory=dict, max_length=100)
+    image: HttpUrl | None = None
+    url: HttpUrl | None = None
+    template_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+    variables: Annotated[dict[str, Any], AfterValidator(_check_nesting)] = Field(default_factory=dict)
+    collapse_key: str | None = Field(default=None, max_length=200)
+    platform_overrides: dict[
+        Literal["android", "apns", "webpush", "slack"],
+        Annotated[dict[str, Any], AfterValidator(_check_nesting)],
+    ] = Field(
         default_factory=dict,
         description="merged into the FCM message's android/apns/webpush blocks (and the APNs payload)",
     )
@@ -293,6 +410,12 @@ class Content(Model):
     def _something_to_say(self) -> Content:
         if self.template_id is None and not (self.title or self.body):
             raise ValueError("content needs a title or body, or a template_id")
+        size = serialized_size(self, "the content")
+        if size > MAX_CONTENT_BYTES:
+            raise ValueError(
+                f"content is {size // 1024} KiB of JSON; the limit is {MAX_CONTENT_BYTES // 1024} KiB "
+                "(keep large bodies in a template and pass the variables)"
+            )
         return self
 
 
@@ -331,38 +454,74 @@ class ChannelStep(Model):
         return self
 
 
-class RetrySpec(Model):
-    """A declarative retry policy for one channel's provider activity."""
+def _spoken(delay: timedelta) -> str:
+    seconds = delay.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds * 1000:g} ms"
 
-    initial_interval: timedelta = timedelta(seconds=1)
-    backoff_coefficient: float = Field(default=2.0, ge=1.0)
-    maximum_interval: timedelta = timedelta(minutes=5)
+
+def _duration_between(low: timedelta, high: timedelta) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {_spoken(low)} and {_spoken(high)}")
+        return value
+
+    return AfterValidator(check)
+
+
+Interval = Annotated[timedelta, _duration_between(timedelta(milliseconds=1), timedelta(days=1))]
+Timeout = Annotated[timedelta, _duration_between(timedelta(seconds=1), timedelta(days=30))]
+ErrorTypeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$")]
+
+
+class RetrySpec(Model):
+    """A declarative retry policy for one channel's provider activity.
+
+    Every field is bounded so that Temporal accepts the policy: a policy the server would refuse
+    would fail every workflow task of the notification instead of failing the request.
+    """
+
+    initial_interval: Interval = timedelta(seconds=1)
+    backoff_coefficient: float = Field(default=2.0, ge=1.0, le=100.0)
+    maximum_interval: Interval = timedelta(minutes=5)
     maximum_attempts: int = Field(default=5, ge=1, le=100)
-    start_to_close_timeout: timedelta = timedelta(seconds=30)
-    schedule_to_close_timeout: timedelta = timedelta(hours=6)
-    non_retryable_error_types: list[str] = Field(default_factory=list)
+    start_to_close_timeout: Timeout = timedelta(seconds=30)
+    schedule_to_close_timeout: Timeout = timedelta(hours=6)
+    non_retryable_error_types: list[ErrorTypeName] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RetrySpec:
+        if self.maximum_interval < self.initial_interval:
+            raise ValueError("maximum_interval must not be below initial_interval")
+        if self.schedule_to_close_timeout < self.start_to_close_timeout:
+            raise ValueError("schedule_to_close_timeout must not be below start_to_close_timeout")
+        return self
 
 
 class RetryOverride(Model):
     """Per-request changes to a channel's retry policy; unset fields keep the settings' values."""
 
-    initial_interval: timedelta | None = None
-    backoff_coefficient: float | None = Field(default=None, ge=1.0)
-    maximum_interval: timedelta | None = None
+    initial_interval: Interval | None = None
+    backoff_coefficient: float | None = Field(default=None, ge=1.0, le=100.0)
+    maximum_interval: Interval | None = None
     maximum_attempts: int | None = Field(default=None, ge=1, le=100)
-    start_to_close_timeout: timedelta | None = None
-    schedule_to_close_timeout: timedelta | None = None
-    non_retryable_error_types: list[str] | None = None
+    start_to_close_timeout: Timeout | None = None
+    schedule_to_close_timeout: Timeout | None = None
+    non_retryable_error_types: list[ErrorTypeName] | None = Field(default=None, max_length=20)
 
     def apply(self, base: RetrySpec) -> RetrySpec:
-        return base.model_copy(update=self.model_dump(exclude_none=True))
+        """The merged policy; ValueError (a ValidationError) when the two do not fit together."""
+        return RetrySpec.model_validate({**base.model_dump(), **self.model_dump(exclude_none=True)})
 
 
 class _NotificationCommon(Model):
     content: Content
-    channels: list[ChannelStep] = Field(min_length=1)
+    channels: list[ChannelStep] = Field(min_length=1, max_length=len(Channel))
     priority: Priority = Priority.normal
-    category: str | None = None
+    category: Category | None = None
     schedule_at: AwareDatetime | None = None
     expires_at: AwareDatetime | None = None
     retry: dict[Channel, RetryOverride] = Field(default_factory=dict)
@@ -377,11 +536,24 @@ class _NotificationCommon(Model):
                 seen.add(channel)
         if self.schedule_at and self.expires_at and self.expires_at <= self.schedule_at:
             raise ValueError("expires_at must be after schedule_at")
+        for channel, override in self.retry.items():
+            try:
+                override.apply(RetrySpec())
+            except ValueError as exc:
+                raise ValueError(f"retry.{channel.value}: {_first_error(exc)}") from None
         return self
 
     @property
     def all_channels(self) -> list[Channel]:
         return [c for step in self.channels for c in (step.channel, *step.fallback)]
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return str(first["msg"]).removeprefix("Value error, ")
+    return str(exc)
 
 
 RecipientRef = Annotated[Identifier | Recipient, Field(union_mode="left_to_right")]
@@ -390,8 +562,9 @@ RecipientRef = Annotated[Identifier | Recipient, Field(union_mode="left_to_right
 class NotificationRequest(_NotificationCommon):
     """What a service asks for: the client validates this before starting any workflow.
 
-    `id` is the idempotency id; the workflow id is `notification-<id>` for one recipient and
-    `notification-<id>.<recipient id>` for each of several.
+    `id` is the idempotency id. Each recipient gets the notification `<id>~<recipient id>`
+    (workflow `notification-<id>~<recipient id>`), however many recipients the request lists, so
+    sending the same id again, with the list grown or shrunk, never reaches anyone twice.
     """
 
     id: Identifier | None = None
@@ -406,9 +579,14 @@ class NotificationRequest(_NotificationCommon):
 
 
 class NotificationInput(_NotificationCommon):
-    """The input of one NotificationWorkflow: one recipient, by id (from the store) or inline."""
+    """The input of one NotificationWorkflow: one recipient, by id (from the store) or inline.
 
-    id: Identifier
+    Other clients (Go, TypeScript, the `temporal` CLI) build this JSON themselves: its schema is
+    `docs/notification-input.schema.json`. The workflow validates it again and ends `failed` with
+    the validation message when it does not fit.
+    """
+
+    id: NotificationId
     recipient_id: Identifier
     recipient: Recipient | None = None
     requested_at: AwareDatetime | None = None
@@ -420,6 +598,11 @@ class NotificationInput(_NotificationCommon):
 
 def workflow_id_for(notification_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{notification_id}"
+
+
+def notification_id_for(request_id: str, recipient_id: str) -> str:
+    """The notification id of one recipient of a request: `~` cannot occur in either part."""
+    return f"{request_id}{RECIPIENT_SEPARATOR}{recipient_id}"
 
 
 class Destination(Model):
@@ -440,7 +623,8 @@ class Destination(Model):
         if self.device_id is not None:
             tail = self.device_id if len(self.device_id) <= 8 else f"…{self.device_id[-4:]}"
             return f"{self.provider} → device {tail}"
-        address = self.address if len(self.address) <= 48 else f"{self.address[:47]}…"
+        address = redact_address(self.address)
+        address = address if len(address) <= 48 else f"{address[:47]}…"
         return f"{self.provider} → {address}"
 
 
@@ -461,6 +645,10 @@ class DeliveryInput(Model):
     priority: Priority
     category: str | None = None
     expires_at: AwareDatetime | None = None
+    recipient_stored: bool = Field(
+        default=False,
+        description="secret-bearing URLs are redacted in `recipient`; deliver reads them from the store",
+    )
 
 
 class DeliveryResult(Model):
@@ -541,6 +729,7 @@ class PrepareInput(Model):
 
 class Preparation(Model):
     recipient: Recipient | None
+    recipient_stored: bool = Field(default=False, description="loaded from the store, secrets redacted")
     quiet_hours_until: AwareDatetime | None = None
     retry: dict[Channel, RetrySpec]
     push_success: Literal["any", "all"] = "any"

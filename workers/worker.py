@@ -14,6 +14,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 
+import phonenumbers
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -35,10 +36,15 @@ log = logging.getLogger(__name__)
 # workflows/notification.py per run cost more CPU than anything else in a notification (see
 # bench/notifications.py). It is safe to share: it holds no mutable module state, only constants,
 # pure functions and the workflow class, and the sandbox's runtime restrictions still apply.
-PASSTHROUGH_MODULES = ("tidings", "pydantic", "pydantic_core", "annotated_types")
+# phonenumbers validates recipients' numbers while a workflow's input is decoded, inside the
+# sandbox: it is shared too, and its metadata is loaded up front (`load_all`), because loading it
+# lazily in there imports modules under the sandbox and can leave phonenumbers' lock held forever.
+PASSTHROUGH_MODULES = ("tidings", "pydantic", "pydantic_core", "annotated_types", "phonenumbers")
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every worker and replayer runs NotificationWorkflow in."""
+    phonenumbers.PhoneMetadata.load_all()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )
@@ -78,7 +84,7 @@ def build_worker(
     providers = providers if providers is not None else build_providers(settings, store)
     key = settings.receiver.link_signing_key
     links = LinkTracking(settings.receiver.public_url, key.get_secret_value().encode()) if key else None
-    delivery = DeliveryActivities(providers, renderer or default_renderer(settings), links)
+    delivery = DeliveryActivities(providers, renderer or default_renderer(settings), links, store)
     subscribers = SubscriberActivities(store, settings)
     w = settings.worker
     return Worker(

@@ -17,11 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue, RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from tidings import search_attributes as sa
     from tidings.activities.delivery import DeliveryActivities
     from tidings.activities.subscribers import SubscriberActivities
@@ -52,13 +55,24 @@ with workflow.unsafe.imports_passed_through():
         delivery_id_for,
     )
     from tidings.planning import block_reason, destinations_for, is_preference_block
+    from tidings.redaction import redact_address, scrub
+    from tidings.validation import validation_message
+    from tidings.workflows.inputs import InvalidInput, decode, decode_input, placeholder_input
 
 PERMANENT_ERROR_TYPES = ["PermanentDeliveryError", "ProviderNotConfigured", "RenderError"]
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# Patch ids (workflow.patched): histories recorded before a change replay the old way.
+PATCH_DELIVERY_ACTIVITY_ID = "deliver-activity-id-is-delivery-id"
+
+_NO_INPUT = RawValue(Payload())
 
 
 def search_attributes_for(request: NotificationInput, phase: Phase) -> TypedSearchAttributes:
     """The search attributes a notification starts with (set by the client at start)."""
+    return TypedSearchAttributes(search_attribute_pairs(request, phase))
+
+
+def search_attribute_pairs(request: NotificationInput, phase: Phase) -> list[SearchAttributePair[Any]]:
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(sa.NOTIFICATION_STATUS, phase.value),
         SearchAttributePair(sa.RECIPIENT_ID, request.recipient_id),
@@ -67,7 +81,7 @@ def search_attributes_for(request: NotificationInput, phase: Phase) -> TypedSear
     ]
     if request.category:
         pairs.append(SearchAttributePair(sa.NOTIFICATION_CATEGORY, request.category))
-    return TypedSearchAttributes(pairs)
+    return pairs
 
 
 def current_details(state: NotificationState) -> str:
@@ -76,7 +90,7 @@ def current_details(state: NotificationState) -> str:
     if state.quiet_hours_until:
         lines.append(f"**Quiet hours until:** {state.quiet_hours_until.isoformat()}")
     for d in state.destinations:
-        where = d.device_id or d.destination
+        where = d.device_id or redact_address(d.destination)
         line = f"- {d.channel.value}/{d.provider} → {where}: **{d.status.value}**"
         if d.attempts:
             line += f", {d.attempts} attempt{'s' if d.attempts != 1 else ''}"
@@ -107,31 +121,45 @@ class _Stop(Exception):
 
 @workflow.defn(name="NotificationWorkflow")
 class NotificationWorkflow:
+    """Takes its input raw and validates it itself, so that input from any client (a Go service,
+    `temporal workflow start`) either runs or ends `failed` with the validation message, instead
+    of failing every workflow task while it is decoded."""
+
     @workflow.init
-    def __init__(self, request: NotificationInput) -> None:
-        self._request = request
-        self._schedule_at = request.schedule_at
+    def __init__(self, request: RawValue = _NO_INPUT) -> None:
+        self._invalid_input: str | None = None
+        try:
+            self._request = decode_input(request.payload if request is not _NO_INPUT else None)
+        except InvalidInput as exc:
+            self._invalid_input = str(exc)
+            self._request = placeholder_input(workflow.info().workflow_id)
+        request_ = self._request
+        self._schedule_at = request_.schedule_at
         self._schedule_version = 0
         self._cancel_reason: str | None = None
         self._cancel_requested = False
         self._engaged = False
         self._escalations_waiting = 0
         self._state = NotificationState(
-            id=request.id,
-            workflow_id=request.workflow_id,
-            recipient_id=request.recipient_id,
-            priority=request.priority,
-            category=request.category,
-            channels=request.all_channels,
-            schedule_at=request.schedule_at,
-            expires_at=request.expires_at,
+            id=request_.id,
+            workflow_id=workflow.info().workflow_id,
+            recipient_id=request_.recipient_id,
+            priority=request_.priority,
+            category=request_.category,
+            channels=request_.all_channels,
+            schedule_at=request_.schedule_at,
+            expires_at=request_.expires_at,
         )
 
     # ----------------------------------------------------------------- main line
 
     @workflow.run
-    async def run(self, request: NotificationInput) -> NotificationState:
+    async def run(self, request: RawValue = _NO_INPUT) -> NotificationState:
         self._state.started_at = workflow.now()
+        if self._invalid_input is not None:
+            self._finish(Phase.failed, self._invalid_input)
+            return self._state
+        self._add_missing_search_attributes()
         try:
             prep = await self._wait_until_deliverable()
         except _Stop:
@@ -141,7 +169,9 @@ class NotificationWorkflow:
         self._set_phase(Phase.sending)
         recipient = prep.recipient
         assert recipient is not None
-        outcomes = await asyncio.gather(*(self._run_step(step, recipient, prep) for step in request.channels))
+        outcomes = await asyncio.gather(
+            *(self._run_step(step, recipient, prep) for step in self._request.channels)
+        )
         if all(outcomes):
             self._finish(Phase.delivered)
         elif any(outcomes):
@@ -149,6 +179,13 @@ class NotificationWorkflow:
         else:
             self._finish(Phase.failed, self._failure_summary())
         return self._state
+
+    def _add_missing_search_attributes(self) -> None:
+        """A start from another client may carry no search attributes: add what the client sets."""
+        if workflow.info().typed_search_attributes.get(sa.RECIPIENT_ID) is not None:
+            return
+        pairs = search_attribute_pairs(self._request, self._state.phase)
+        workflow.upsert_search_attributes([p.key.value_set(p.value) for p in pairs])
 
     async def _wait_until_deliverable(self) -> Preparation | None:
         """Sleep through schedule and quiet hours; return the preparation to send with.
@@ -315,7 +352,7 @@ class NotificationWorkflow:
         state = DestinationState(
             channel=destination.channel,
             provider=destination.provider,
-            destination=destination.address,
+            destination=redact_address(destination.address),
             device_id=destination.device_id,
             delivery_id=delivery_id_for(workflow_id, destination),
             status=DeliveryStatus.sending,
@@ -325,13 +362,21 @@ class NotificationWorkflow:
         )
         self._state.destinations.append(state)
         workflow.set_current_details(current_details(self._state))
-        policy = self._retry_spec(destination.channel, prep)
+        try:
+            policy = self._retry_spec(destination.channel, prep)
+        except ValidationError as exc:
+            problem = _one_line(validation_message(exc, "retry policy"))
+            reason = f"the request's retry override does not fit this worker's retry settings: {problem}"
+            return self._record_failure(state, reason, "permanent", 0)
         schedule_to_close = policy.schedule_to_close_timeout
         if self._request.expires_at is not None:
             schedule_to_close = min(schedule_to_close, self._request.expires_at - workflow.now())
         if schedule_to_close <= timedelta(0):
             return self._record_failure(state, "expired before this destination was tried", "timeout", 0)
         summary = destination.label + (f" (fallback from {fallback_from.value})" if fallback_from else "")
+        # The activity id is the delivery id, so that a client can match the pending activity (its
+        # live attempt and last failure) to the destination while it retries.
+        activity_id = state.delivery_id if workflow.patched(PATCH_DELIVERY_ACTIVITY_ID) else None
         try:
             result = await workflow.execute_activity_method(
                 DeliveryActivities.deliver,
@@ -345,6 +390,7 @@ class NotificationWorkflow:
                     priority=self._request.priority,
                     category=self._request.category,
                     expires_at=self._request.expires_at,
+                    recipient_stored=prep.recipient_stored,
                 ),
                 start_to_close_timeout=min(policy.start_to_close_timeout, schedule_to_close),
                 schedule_to_close_timeout=schedule_to_close,
@@ -356,9 +402,11 @@ class NotificationWorkflow:
                     non_retryable_error_types=[*PERMANENT_ERROR_TYPES, *policy.non_retryable_error_types],
                 ),
                 summary=summary,
+                activity_id=activity_id,
             )
         except ActivityError as err:
             reason, kind, attempts, details = _describe_failure(err, policy)
+            reason = scrub(reason, [destination.address])
             self._record_failure(state, reason, kind, attempts)
             if details.get("deactivate_device") and destination.device_id:
                 await self._deactivate(recipient.id, destination.device_id, reason, details)
@@ -411,7 +459,7 @@ class NotificationWorkflow:
             summary=f"disable webhook of {recipient_id}",
         )
         if disabled:
-            self._event(f"webhook endpoint {url} disabled: {reason}")
+            self._event(f"webhook endpoint {redact_address(url)} disabled: {reason}")
 
     def _retry_spec(self, channel: Channel, prep: Preparation) -> RetrySpec:
         base = prep.retry.get(channel) or RetrySpec()
@@ -420,17 +468,27 @@ class NotificationWorkflow:
 
     # ----------------------------------------------------------------- signals, updates, query
 
+    # Signals take raw payloads: one that does not decode is recorded as ignored, with the reason,
+    # instead of being dropped by the SDK where nobody sees it.
+
     @workflow.signal(name="cancel")
-    def cancel_signal(self, reason: str | None = None) -> None:
+    def cancel_signal(self, reason: RawValue = _NO_INPUT) -> None:
+        try:
+            why = None if reason is _NO_INPUT else decode(reason.payload, str | None, "cancel reason")
+        except InvalidInput as exc:
+            self._event(f"cancel ignored: {_one_line(exc)}")
+            return
         outcome = self._check_cancel()
-        self._apply_cancel(reason) if outcome.accepted else self._event(f"cancel ignored: {outcome.reason}")
+        self._apply_cancel(why) if outcome.accepted else self._event(f"cancel ignored: {outcome.reason}")
 
     @workflow.signal(name="reschedule")
-    def reschedule_signal(self, schedule_at: str) -> None:
+    def reschedule_signal(self, schedule_at: RawValue = _NO_INPUT) -> None:
         try:
-            when = parse_schedule(schedule_at)
+            if schedule_at is _NO_INPUT:
+                raise ValueError('reschedule needs a timestamp, e.g. "2030-01-01T09:00:00+00:00"')
+            when = parse_schedule(decode(schedule_at.payload, str, "reschedule timestamp"))
         except ValueError as exc:
-            self._event(f"reschedule ignored: {exc}")
+            self._event(f"reschedule ignored: {_one_line(exc)}")
             return
         outcome = self._check_reschedule(when)
         self._apply_reschedule(when) if outcome.accepted else self._event(
@@ -464,7 +522,12 @@ class NotificationWorkflow:
             raise ApplicationError(outcome.reason or "refused", type="RescheduleRefused", non_retryable=True)
 
     @workflow.signal(name="delivery_receipt")
-    def delivery_receipt(self, receipt: DeliveryReceipt) -> None:
+    def delivery_receipt(self, raw: RawValue = _NO_INPUT) -> None:
+        try:
+            receipt: DeliveryReceipt = decode(raw.payload, DeliveryReceipt, "delivery receipt")
+        except InvalidInput as exc:
+            self._event(f"delivery_receipt ignored: {_one_line(exc)}")
+            return
         for destination in self._state.destinations:
             if (receipt.delivery_id and destination.delivery_id == receipt.delivery_id) or (
                 receipt.provider_message_id and destination.provider_message_id == receipt.provider_message_id
@@ -478,8 +541,13 @@ class NotificationWorkflow:
         )
 
     @workflow.signal(name="engagement")
-    def engagement(self, event: Engagement) -> None:
+    def engagement(self, raw: RawValue = _NO_INPUT) -> None:
         """The recipient opened, clicked, read or dismissed; read/click/open stop escalation."""
+        try:
+            event: Engagement = decode(raw.payload, Engagement, "engagement")
+        except InvalidInput as exc:
+            self._event(f"engagement ignored: {_one_line(exc)}")
+            return
         for destination in self._state.destinations:
             if event.delivery_id is None or destination.delivery_id == event.delivery_id:
                 destination.engagement.append(event)
@@ -547,6 +615,10 @@ class NotificationWorkflow:
         if not failed:
             return "no destination could be tried"
         return "; ".join(f"{d.channel.value}/{d.provider}: {d.last_error}" for d in failed)
+
+
+def _one_line(text: Exception | str) -> str:
+    return " ".join(str(text).split())
 
 
 def _duration(delay: timedelta) -> str:

@@ -8,6 +8,7 @@ so receivers can deduplicate; each attempt carries a fresh `webhook-timestamp` a
 from __future__ import annotations
 
 import time
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -21,6 +22,7 @@ from tidings.activities.providers.base import (
 )
 from tidings.activities.rendering import RenderedMessage, canonical_json
 from tidings.models import DeliveryInput
+from tidings.redaction import redact_url
 from tidings.settings import WebhookSettings
 from tidings.webhook_signature import decode_secret, sign
 
@@ -39,7 +41,8 @@ class WebhookProvider:
         }
 
     async def send(self, delivery: DeliveryInput, message: RenderedMessage) -> ProviderReceipt:
-        url = delivery.destination.address
+        address = delivery.destination.address
+        url, auth = split_credentials(address)
         body = canonical_json(
             {
                 "type": "notification",
@@ -51,16 +54,29 @@ class WebhookProvider:
             }
         )
         headers = {"content-type": "application/json", "webhook-id": delivery.delivery_id}
-        key = self._keys.get(url, self._default_key)
+        key = self._keys.get(address, self._default_key)
         if key is not None:
             timestamp = int(time.time())
             headers["webhook-timestamp"] = str(timestamp)
             headers["webhook-signature"] = sign(key, delivery.delivery_id, timestamp, body)
-        response = await post(self._client, f"webhook {url}", url, content=body, headers=headers)
-        return _receipt_or_raise(response, url)
+        shown = redact_url(address)
+        response = await post(self._client, f"webhook {shown}", url, content=body, headers=headers, auth=auth)
+        return _receipt_or_raise(response, shown)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def split_credentials(url: str) -> tuple[str, httpx.BasicAuth | None]:
+    """Move `user:password@` out of the URL into HTTP Basic auth, so that the URL httpx logs and
+    puts in its errors holds no credential."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return bare, httpx.BasicAuth(unquote(parts.username or ""), unquote(parts.password or ""))
 
 
 def _receipt_or_raise(response: httpx.Response, url: str) -> ProviderReceipt:

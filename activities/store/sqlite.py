@@ -11,6 +11,7 @@ from typing import Self
 
 from tidings.activities.store.base import UnknownRecipientError
 from tidings.models import Channel, Device, Preferences, Recipient
+from tidings.redaction import redact_address
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscribers (
@@ -137,7 +138,8 @@ class SqliteSubscriberStore:
 
         def disable(recipient: Recipient) -> None:
             nonlocal changed
-            if recipient.webhook_url == url and recipient.webhook_disabled is None:
+            current = recipient.webhook_url
+            if current and url in (current, redact_address(current)) and recipient.webhook_disabled is None:
                 recipient.webhook_disabled = reason
                 changed = True
 

@@ -1,0 +1,63 @@
+"""Decoding the workflow's input and signals itself, so that nothing a client sends can wedge it.
+
+The workflow and its signal handlers take `RawValue`s: the SDK hands over the payload without
+decoding it, and these functions decode and validate it with the same pydantic models the Python
+client uses. Whatever goes wrong (wrong JSON shape, unknown channel, nesting the decoder refuses,
+an encoding that is not JSON) becomes `InvalidInput` with a readable message, which the workflow
+records as its final state (input) or as an ignored-signal event (signals).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from temporalio import workflow
+from temporalio.api.common.v1 import Payload
+
+from tidings.models import WORKFLOW_ID_PREFIX, Content, NotificationInput
+from tidings.validation import validation_message
+
+T = TypeVar("T")
+
+SCHEMA_HINT = "see docs/notification-input.schema.json"
+_MAX_DETAIL = 300
+
+
+class InvalidInput(ValueError):
+    """The payload cannot be used; the message says why (and never quotes the payload)."""
+
+
+def decode_input(payload: Payload | None) -> NotificationInput:
+    if payload is None:
+        raise InvalidInput(f"invalid workflow input: NotificationWorkflow needs one argument ({SCHEMA_HINT})")
+    request: NotificationInput = decode(payload, NotificationInput, f"workflow input ({SCHEMA_HINT})")
+    return request
+
+
+def decode(payload: Payload, type_hint: Any, what: str) -> Any:
+    """Decode one payload into `type_hint` with the workflow's payload converter."""
+    try:
+        return workflow.payload_converter().from_payload(payload, type_hint)
+    except ValidationError as exc:
+        raise InvalidInput(validation_message(exc, what)) from None
+    except Exception as exc:  # any decoding failure of foreign input: never fail the task
+        detail = str(exc)
+        if len(detail) > _MAX_DETAIL:
+            detail = detail[:_MAX_DETAIL] + "…"
+        raise InvalidInput(f"invalid {what}: cannot decode it ({type(exc).__name__}: {detail})") from None
+
+
+def placeholder_input(workflow_id: str) -> NotificationInput:
+    """A stand-in for input that did not validate: enough for the state to say what failed."""
+    return NotificationInput.model_construct(
+        id=workflow_id.removeprefix(WORKFLOW_ID_PREFIX),
+        recipient_id="unknown",
+        recipient=None,
+        content=Content.model_construct(title=None, body=None),
+        channels=[],
+        retry={},
+        category=None,
+        schedule_at=None,
+        expires_at=None,
+    )
