@@ -12,11 +12,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from temporalio.client import Client, Interceptor, OutboundInterceptor, StartWorkflowInput, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from tidings import search_attributes
 from tidings.activities.store.sqlite import SqliteSubscriberStore
@@ -25,7 +28,8 @@ from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import Settings
 from tidings.starters.client import TidingsClient
-from tidings.workers.worker import running_worker
+from tidings.workers.worker import running_worker, workflow_runner
+from tidings.workflows.notification import NotificationWorkflow
 
 pytest_plugins = ["tests.push_fixtures"]
 
@@ -102,10 +106,52 @@ def settings(tmp_path: Path, smtp_sink: SmtpSink) -> Settings:
     )
 
 
+class StartedWorkflows(Interceptor):
+    """Remembers the id of every workflow a client starts, to replay their histories later."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _RecordStarts(next, self.ids)
+
+
+class _RecordStarts(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, ids: list[str]) -> None:
+        super().__init__(next)
+        self._ids = ids
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+        handle = await super().start_workflow(input)
+        self._ids.append(input.id)
+        return handle
+
+
+async def assert_histories_replay(client: Client, workflow_ids: list[str]) -> None:
+    """Replay what the test's notifications recorded: each test adds its kinds of notification to
+    the determinism check."""
+    histories = [await client.get_workflow_handle(i).fetch_history() for i in dict.fromkeys(workflow_ids)]
+    replayer = Replayer(
+        workflows=[NotificationWorkflow],
+        workflow_runner=workflow_runner(),
+        data_converter=pydantic_data_converter,
+    )
+    for history in histories:
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, (
+            f"{history.workflow_id} does not replay: {result.replay_failure}"
+        )
+
+
 @pytest_asyncio.fixture
 async def tidings(
     ts_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore
 ) -> AsyncIterator[TidingsClient]:
     task_queue = f"test-{uuid.uuid4().hex[:8]}"
-    async with running_worker(ts_env.client, settings, store, task_queue=task_queue):
-        yield TidingsClient(ts_env.client, task_queue=task_queue)
+    started = StartedWorkflows()
+    config = ts_env.client.config()  # keeps the time-skipping interceptor
+    config["interceptors"] = [*config["interceptors"], started]
+    client = Client(**config)
+    async with running_worker(client, settings, store, task_queue=task_queue):
+        yield TidingsClient(client, task_queue=task_queue)
+    await assert_histories_replay(client, started.ids)

@@ -1,0 +1,45 @@
+"""Recorded histories replay with today's workflow code, so a change that breaks determinism fails CI.
+
+`tests/histories/` holds histories recorded with earlier versions of NotificationWorkflow (the
+`v1-*` files: before the workflow took raw input and used delivery ids as activity ids), one per
+kind of notification: delivered, stored recipient, fallback, retried, cancelled, rescheduled,
+escalation stopped by a read, and one still waiting for its schedule. Besides these, every test
+that uses the `tidings` fixture replays the histories of the notifications it started (see
+`tests/conftest.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from tidings.workers.worker import workflow_runner
+from tidings.workflows.notification import NotificationWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def replayer() -> Replayer:
+    return Replayer(
+        workflows=[NotificationWorkflow],
+        workflow_runner=workflow_runner(),
+        data_converter=pydantic_data_converter,
+    )
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_recorded_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
+
+
+def test_every_kind_of_recorded_history_is_there() -> None:
+    names = {p.stem for p in HISTORIES}
+    for kind in ("email", "stored", "fallback", "retry", "cancel", "resched", "escalate", "waiting"):
+        assert f"notification-v1-{kind}" in names
