@@ -7,6 +7,9 @@
   signals `engagement` (clicked) and redirects there, and nowhere else.
 - `POST /events`: apps report `opened` or `dismissed` with the signed event token they received in
   the push data (`tidings_token`).
+- `GET|POST /u/<token>`: one-click unsubscribe (RFC 8058) from the `List-Unsubscribe` header.
+
+Every token is signed for one purpose and each route accepts only its own (`tidings.links`).
 
 A receipt for a notification that has already finished is kept (`ReceiptLog`), not lost.
 """
@@ -31,7 +34,7 @@ from twilio.request_validator import RequestValidator
 
 from tidings.activities.store.base import SubscriberStore
 from tidings.activities.store.receipts import ReceiptLog
-from tidings.links import InvalidToken, verify_token
+from tidings.links import InvalidToken, Purpose, verify_token
 from tidings.models import DeliveryReceipt, Engagement, EngagementKind, ReceiptStatus
 from tidings.settings import Settings
 
@@ -100,7 +103,7 @@ class Receiver:
         return Response(status_code=204)
 
     async def click(self, request: Request) -> Response:
-        payload = self._verified(request.path_params["token"])
+        payload = self._verified(request.path_params["token"], Purpose.click)
         target = payload.get("u") if payload else None
         if not payload or not isinstance(target, str) or not target.startswith(("https://", "http://")):
             return Response("unknown link", status_code=404)
@@ -118,7 +121,7 @@ class Receiver:
             return JSONResponse(
                 {"error": 'send {"token": ..., "kind": "opened"|"dismissed"}'}, status_code=400
             )
-        payload = self._verified(str(body.get("token", "")))
+        payload = self._verified(str(body.get("token", "")), Purpose.event)
         if not payload:
             return JSONResponse({"error": "invalid token"}, status_code=403)
         event = Engagement(kind=kind, delivery_id=payload.get("d"), at=datetime.now(UTC))
@@ -127,7 +130,7 @@ class Receiver:
 
     async def unsubscribe(self, request: Request) -> Response:
         """List-Unsubscribe: GET shows a confirmation form, POST (one-click, RFC 8058) opts out."""
-        payload = self._verified(request.path_params["token"])
+        payload = self._verified(request.path_params["token"], Purpose.unsubscribe)
         if not payload or self._store is None:
             return Response("unknown link", status_code=404)
         recipient_id, category = str(payload.get("r")), str(payload.get("c"))
@@ -143,11 +146,11 @@ class Receiver:
         await asyncio.to_thread(self._store.set_preferences, recipient_id, prefs)
         return HTMLResponse(f"<p>You will no longer get {html.escape(category)} messages.</p>")
 
-    def _verified(self, token: str) -> dict[str, Any] | None:
+    def _verified(self, token: str, purpose: Purpose) -> dict[str, Any] | None:
         if self._link_key is None:
             return None
         try:
-            return verify_token(self._link_key, token)
+            return verify_token(self._link_key, token, purpose)
         except InvalidToken:
             return None
 
