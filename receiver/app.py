@@ -6,7 +6,8 @@
 - `GET /c/<token>`: click tracking. The token is signed and holds the target URL: the receiver
   signals `engagement` (clicked) and redirects there, and nowhere else.
 - `POST /events`: apps report `opened` or `dismissed` with the signed event token they received in
-  the push data (`tidings_token`).
+  the push data (`tidings_token`). The same token and kind again is acknowledged and not signalled
+  twice (apps retry on flaky networks; a captured request must not be replayable).
 - `GET|POST /u/<token>`: one-click unsubscribe (RFC 8058) from the `List-Unsubscribe` header.
 
 Every token is signed for one purpose and each route accepts only its own (`tidings.links`).
@@ -20,6 +21,7 @@ A receipt for a notification that has already finished is kept (`ReceiptLog`), n
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import logging
 from datetime import UTC, datetime
@@ -39,7 +41,7 @@ from twilio.request_validator import RequestValidator
 
 from tidings.activities.store.base import SubscriberStore
 from tidings.activities.store.receipts import ReceiptLog
-from tidings.links import InvalidToken, Purpose, verify_token
+from tidings.links import InvalidToken, Purpose, canonical_payload, verify_token
 from tidings.models import DeliveryReceipt, Engagement, EngagementKind, ReceiptStatus
 from tidings.settings import Settings
 
@@ -99,6 +101,15 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
         if len(body) > limit:
             raise HTTPException(413, f"body over {limit} bytes")
     return bytes(body)
+
+
+def event_replay_key(payload: dict[str, Any], kind: str) -> str:
+    """The `ReceiptLog` key of one app event: a hash of the token's signed content and the kind.
+
+    Hashed so the log never holds a usable token; from the signed content rather than the token
+    text so that re-encodings of one token (base64 padding bits) count as the same token.
+    """
+    return f"event:{hashlib.sha256(canonical_payload(payload)).hexdigest()}:{kind}"
 
 
 class Receiver:
@@ -175,10 +186,18 @@ class Receiver:
         payload = self._verified(report.token, Purpose.event)
         if not payload:
             return JSONResponse({"error": "invalid token"}, status_code=403)
+        key = event_replay_key(payload, report.kind)
+        if not await asyncio.to_thread(self._log.first_sighting, key):
+            return Response(status_code=204)  # an app's retry or a replay: already signalled
         event = Engagement(
             kind=EngagementKind(report.kind), delivery_id=payload.get("d"), at=datetime.now(UTC)
         )
-        await self._signal(str(payload.get("w")), "engagement", event)
+        try:
+            await self._signal(str(payload.get("w")), "engagement", event)
+        except BaseException:
+            # not signalled (Temporal unreachable): the app's retry must not pass for a replay
+            await asyncio.to_thread(self._log.forget, key)
+            raise
         return Response(status_code=204)
 
     async def unsubscribe(self, request: Request) -> Response:

@@ -202,3 +202,26 @@ async def test_a_click_token_posted_to_events_is_refused_and_signals_nothing(
     state = await handle.result()
     assert [d.channel.value for d in state.destinations] == ["in_app", "email"]  # nothing stopped escalation
     assert state.destinations[0].engagement == []
+
+
+async def test_a_replayed_event_is_acknowledged_and_signalled_once(stack: Stack, smtp_sink: SmtpSink) -> None:
+    [handle] = await stack.tidings.send(escalating("event-replay", "in_app"))
+    delivery_id = await first_sent(handle)
+    token = event_token(LINK_KEY.encode(), "notification-event-replay", delivery_id)
+    events = f"{stack.receiver_url}/events"
+    async with httpx.AsyncClient() as client:
+        # `dismissed` keeps the notification running (and escalating), so replays could land
+        dismissed = [await client.post(events, json={"token": token, "kind": "dismissed"}) for _ in range(3)]
+        assert [r.status_code for r in dismissed] == [204, 204, 204]
+        # another kind with the same token is a different report
+        assert (await client.post(events, json={"token": token, "kind": "opened"})).status_code == 204
+        for _ in range(200):  # signals are handled in order: once `opened` is in, so is every replay
+            state = await handle.status()
+            if any(e.kind == "opened" for e in state.destinations[0].engagement):
+                break
+            await asyncio.sleep(0.05)
+        assert [e.kind for e in state.destinations[0].engagement] == ["dismissed", "opened"]
+        assert (await client.post(events, json={"token": token, "kind": "opened"})).status_code == 204
+    state = await handle.result()
+    assert [e.kind for e in state.destinations[0].engagement] == ["dismissed", "opened"]
+    assert [d.channel.value for d in state.destinations] == ["in_app"]  # `opened` stopped escalation

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -317,3 +318,13 @@ async def test_random_tokens_never_fail_the_receiver(target: Target, token: str)
         await target.client.post("/events", json={"token": token, "kind": "opened"}),
     ):
         assert response.status_code in (400, 403, 404), response.text
+
+
+async def test_the_replay_log_keeps_no_usable_token(target: Target) -> None:
+    token = event_token(LINK_KEY, GONE, "delivery-log")
+    first = await target.client.post("/events", json={"token": token, "kind": "opened"})
+    again = await target.client.post("/events", json={"token": token, "kind": "opened"})
+    assert first.status_code == again.status_code == 204
+    with sqlite3.connect(target.store.path) as db:
+        keys = [row[0] for row in db.execute("SELECT key FROM seen_callbacks WHERE key LIKE 'event:%'")]
+    assert keys and not any(token.split(".")[0] in key or token.split(".")[1] in key for key in keys)
