@@ -117,8 +117,13 @@ def test_template_render_cli(tmp_path: Path) -> None:
 
 
 async def test_templated_email_end_to_end_with_one_click_unsubscribe(
-    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore, smtp_sink: SmtpSink
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    store: SqliteSubscriberStore,
+    smtp_sink: SmtpSink,
+    tmp_path: Path,
 ) -> None:
+    smtp_sink.save_dir = tmp_path / "mail"
     port = free_port()
     configured = Settings.model_validate(
         {
@@ -151,6 +156,10 @@ async def test_templated_email_end_to_end_with_one_click_unsubscribe(
         assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsubscribe = email["List-Unsubscribe"].strip("<>")
         assert unsubscribe.startswith(f"http://127.0.0.1:{port}/u/")
+        # on the wire: the plain <URL> mail clients offer one-click unsubscribe for, not RFC 2047 words
+        raw = (tmp_path / "mail" / "00001.eml").read_bytes()
+        [line] = [h for h in raw.split(b"\r\n\r\n")[0].split(b"\r\n") if h.startswith(b"List-Unsubscribe:")]
+        assert line == f"List-Unsubscribe: <{unsubscribe}>".encode()
         async with httpx.AsyncClient() as client:
             done = await client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
         assert done.status_code == 200
