@@ -26,7 +26,7 @@ from tidings.activities.providers.base import (
 from tidings.activities.providers.registry import SETTINGS_HINT
 from tidings.activities.rendering import InlineRenderer, RenderedMessage, RenderError
 from tidings.activities.store.base import SubscriberStore
-from tidings.links import click_url, event_token, sign_token
+from tidings.links import click_url, event_token, unsubscribe_url
 from tidings.models import Channel, Content, DeliveryInput, DeliveryResult, Recipient
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,10 @@ def failure_details(error: DeliveryError | RenderError, attempt: int) -> dict[st
 
 class LinkTracking:
     """Rewrites a message's link to a signed click-tracking URL on the receiver, and gives apps a
-    signed token (`data.tidings_token`) to report opens and dismissals with."""
+    signed token (`data.tidings_token`) to report opens and dismissals with.
+
+    Each token is signed for its purpose (click, event, unsubscribe; see `tidings.links`), so a
+    token lifted from one place is refused by every receiver route but its own."""
 
     def __init__(self, public_url: str, key: bytes) -> None:
         self._public_url = public_url
@@ -66,8 +69,7 @@ class LinkTracking:
                 if value and original in value:
                     setattr(message, part, value.replace(original, tracked))
         if delivery.destination.channel is Channel.email and message.unsubscribable and delivery.category:
-            token = sign_token(self._key, {"r": delivery.recipient.id, "c": delivery.category})
-            url = f"{self._public_url.rstrip('/')}/u/{token}"
+            url = unsubscribe_url(self._public_url, self._key, delivery.recipient.id, delivery.category)
             message.headers = {
                 **message.headers,
                 "List-Unsubscribe": f"<{url}>",

@@ -9,9 +9,17 @@ The manifest declares the variables a caller must give (`variables`), those it m
 (`optional`), and whether the messages can be unsubscribed from (`unsubscribable`).
 
 Rendering is sandboxed and strict: a missing variable is an error, never a blank. Only HTML parts
-are autoescaped; subjects refuse line breaks (header injection); push bodies are cut with an
-ellipsis; webhook parts must render to JSON (use `|tojson` for values). Locales fall back from
-`pt-BR` to `pt` to the default locale, part by part.
+are autoescaped; email subjects, push titles and SMS texts refuse line breaks (`SINGLE_LINE_PARTS`:
+a variable holding CR/LF must not inject headers or reshape the message); push bodies are cut with
+an ellipsis; webhook parts must render to JSON (use `|tojson` for values). A link built from a
+variable goes through `|url`, which allows only http, https and mailto (`SAFE_LINK_SCHEMES`):
+autoescaping stops markup, not a `javascript:` URL in an href. Locales fall back from `pt-BR` to
+`pt` to the default locale, part by part.
+
+The client try-renders every part of every locale with the request's own variables
+(`validate_template_content`), so anything that would fail in the worker fails the request
+instead; the worker checks again (a template folder may change in between) and turns a failure
+into a permanent `RenderError`.
 """
 
 from __future__ import annotations
@@ -44,6 +52,30 @@ PARTS = {
     "webhook": "json",
 }
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+SINGLE_LINE_PARTS = frozenset({"email_subject", "push_title", "sms"})
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # what str.splitlines splits on
+SAFE_LINK_SCHEMES = frozenset({"http", "https", "mailto"})
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+_IGNORED_IN_LINKS = re.compile("[\t\n\r]")
+
+
+def safe_url(value: object) -> str:
+    """The `|url` filter: a link from a variable, only if its scheme is http, https or mailto.
+
+    The value is read as a browser reads an href (tabs and newlines anywhere and leading or
+    trailing spaces and control characters are dropped, the scheme is case-insensitive), so
+    ` javascript:` or `JaVa\tScRiPt:` cannot slip past. A link without a scheme is refused too:
+    a relative link means nothing in an email. The error names the scheme only, never the URL,
+    which may hold a token (a password-reset link).
+    """
+    link = _IGNORED_IN_LINKS.sub("", str(value)).strip("".join(map(chr, range(0x21))))
+    match = _SCHEME.match(link)
+    if match is None:
+        raise RenderError("a link variable (|url) has no http, https or mailto scheme")
+    scheme = match.group(1).lower()
+    if scheme not in SAFE_LINK_SCHEMES:
+        raise RenderError(f"a link variable (|url) has scheme {scheme[:20]!r}; only http, https, mailto")
+    return link
 
 
 @dataclass(frozen=True)
@@ -79,6 +111,8 @@ class TemplateCatalog:
         }
         self._text = SandboxedEnvironment(autoescape=False, **options)
         self._html = SandboxedEnvironment(autoescape=True, **options)
+        for env in (self._text, self._html):
+            env.filters["url"] = safe_url
 
     def manifest(self, template_id: str) -> TemplateManifest:
         if not _ID.match(template_id):
@@ -142,13 +176,22 @@ class TemplateCatalog:
             except TemplateNotFound:
                 continue
             try:
-                return template.render(**variables).strip(), candidate
-            except TemplateError as exc:
+                text = template.render(**variables).strip()
+            except (TemplateError, RenderError) as exc:
                 raise RenderError(f"template {manifest.template_id!r} part {part}: {exc}") from None
+            if part in SINGLE_LINE_PARTS and _LINE_BREAK.search(text):
+                raise RenderError(f"template {manifest.template_id!r} part {part}: contains a line break")
+            return text, candidate
         return None, None
 
     def check(self, content: Content) -> TemplateManifest:
-        """Refuse a request whose template is unknown or lacks variables; try-render every part."""
+        """Refuse a request whose template is unknown or lacks variables; try-render every part.
+
+        The try-render uses the request's own variables (the recipient is a stand-in: recipients are
+        loaded in the worker), in every locale the template has, so a variable that would put a
+        line break into a subject, an unsafe link into an email or break the webhook JSON is
+        refused here, before a notification starts.
+        """
         assert content.template_id is not None
         manifest = self.manifest(content.template_id)
         missing = [v for v in manifest.variables if v not in content.variables]
@@ -159,11 +202,13 @@ class TemplateCatalog:
             raise ValueError(
                 f"template {manifest.template_id!r} does not use variables: {', '.join(unknown)}"
             )
-        sample = Recipient(id="validation")
+        variables = _variables(content, Recipient(id="validation"), manifest)
         try:
-            for locale in manifest.locales or {self.default_locale}:
+            for locale in sorted(manifest.locales or {self.default_locale}):
                 for part in PARTS:
-                    self.render_part(manifest, part, locale, _variables(content, sample, manifest))
+                    text = self.render_part(manifest, part, locale, variables)
+                    if part == "webhook" and text:
+                        _webhook_json(manifest, text)
         except RenderError as exc:
             raise ValueError(str(exc)) from None
         return manifest
@@ -176,6 +221,16 @@ def _variables(content: Content, recipient: Recipient, manifest: TemplateManifes
         **content.variables,
         "recipient": {"id": recipient.id, "name": recipient.name, "locale": recipient.locale},
     }
+
+
+def _webhook_json(manifest: TemplateManifest, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RenderError(f"template {manifest.template_id!r} webhook part is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise RenderError(f"template {manifest.template_id!r} webhook part is not a JSON object")
+    return value
 
 
 def validate_template_content(content: Content, directory: Path | None = None) -> None:
@@ -235,10 +290,5 @@ class TemplateRenderer:
             message.chat_text = part("chat") or body
         elif channel is Channel.webhook:
             raw = part("webhook")
-            try:
-                message.webhook_json = json.loads(raw) if raw else {"title": title, "body": body}
-            except json.JSONDecodeError as exc:
-                raise RenderError(
-                    f"template {manifest.template_id!r} webhook part is not JSON: {exc}"
-                ) from None
+            message.webhook_json = _webhook_json(manifest, raw) if raw else {"title": title, "body": body}
         return message

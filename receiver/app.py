@@ -6,7 +6,14 @@
 - `GET /c/<token>`: click tracking. The token is signed and holds the target URL: the receiver
   signals `engagement` (clicked) and redirects there, and nowhere else.
 - `POST /events`: apps report `opened` or `dismissed` with the signed event token they received in
-  the push data (`tidings_token`).
+  the push data (`tidings_token`). The same token and kind again is acknowledged and not signalled
+  twice (apps retry on flaky networks; a captured request must not be replayable).
+- `GET|POST /u/<token>`: one-click unsubscribe (RFC 8058) from the `List-Unsubscribe` header.
+
+Every token is signed for one purpose and each route accepts only its own (`tidings.links`).
+The receiver faces the internet, so bad input is refused before any work: bodies over
+`MAX_BODY_BYTES` get 413 without being read whole, and bodies that are not UTF-8 form data
+(Twilio) or a JSON object of the documented shape (`/events`) get 400.
 
 A receipt for a notification that has already finished is kept (`ReceiptLog`), not lost.
 """
@@ -14,14 +21,17 @@ A receipt for a notification that has already finished is kept (`ReceiptLog`), n
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import logging
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, Literal
+from urllib.parse import parse_qsl
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
+from starlette.datastructures import ImmutableMultiDict
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -31,11 +41,16 @@ from twilio.request_validator import RequestValidator
 
 from tidings.activities.store.base import SubscriberStore
 from tidings.activities.store.receipts import ReceiptLog
-from tidings.links import InvalidToken, verify_token
+from tidings.links import InvalidToken, Purpose, canonical_payload, verify_token
 from tidings.models import DeliveryReceipt, Engagement, EngagementKind, ReceiptStatus
 from tidings.settings import Settings
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+"""The largest request body any route reads. Twilio status callbacks and app events are well under
+1 KiB; anything near this is not one of them, and reading it whole would let anyone on the
+internet make the receiver buffer as much memory as they care to send."""
 
 TWILIO_STATUSES: dict[str, ReceiptStatus] = {
     "accepted": ReceiptStatus.queued,
@@ -48,6 +63,53 @@ TWILIO_STATUSES: dict[str, ReceiptStatus] = {
     "canceled": ReceiptStatus.failed,
     "read": ReceiptStatus.read,
 }
+
+
+class EventReport(BaseModel):
+    """The body of `POST /events`: exactly the documented shape, nothing else.
+
+    Only `opened` and `dismissed` are apps' to report: `clicked` comes from the click-tracking link
+    and `read` from the inbox, and `read` would stop an escalation the app has no say in.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    token: str
+    kind: Literal["opened", "dismissed"]
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `limit`.
+
+    A declared Content-Length over the limit is refused before anything is read; a body without
+    one (chunked) is read in its chunks and refused once past the limit, so an oversized body is
+    never held in memory whole.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared) if declared.isascii() and declared.isdigit() else -1
+        except ValueError:  # more digits than int() converts: far over any limit
+            length = limit + 1
+        if length < 0:
+            raise HTTPException(400, "bad Content-Length")
+        if length > limit:
+            raise HTTPException(413, f"body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"body over {limit} bytes")
+    return bytes(body)
+
+
+def event_replay_key(payload: dict[str, Any], kind: str) -> str:
+    """The `ReceiptLog` key of one app event: a hash of the token's signed content and the kind.
+
+    Hashed so the log never holds a usable token; from the signed content rather than the token
+    text so that re-encodings of one token (base64 padding bits) count as the same token.
+    """
+    return f"event:{hashlib.sha256(canonical_payload(payload)).hexdigest()}:{kind}"
 
 
 class Receiver:
@@ -77,7 +139,13 @@ class Receiver:
     async def twilio_status(self, request: Request) -> Response:
         if self._twilio is None:
             return Response("twilio.auth_token is not configured", status_code=503)
-        params = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        body = await read_body(request)
+        try:
+            # every posted parameter, blank ones too: Twilio signs them all (e.g. `ErrorCode=`)
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except ValueError:
+            return Response("body is not UTF-8 form data", status_code=400)
+        params = ImmutableMultiDict(pairs)
         public = self._settings.receiver.public_url.rstrip("/")
         url = f"{public}{request.url.path}" + (f"?{request.url.query}" if request.url.query else "")
         if not self._twilio.validate(url, params, request.headers.get("x-twilio-signature", "")):
@@ -100,7 +168,7 @@ class Receiver:
         return Response(status_code=204)
 
     async def click(self, request: Request) -> Response:
-        payload = self._verified(request.path_params["token"])
+        payload = self._verified(request.path_params["token"], Purpose.click)
         target = payload.get("u") if payload else None
         if not payload or not isinstance(target, str) or not target.startswith(("https://", "http://")):
             return Response("unknown link", status_code=404)
@@ -112,22 +180,31 @@ class Receiver:
 
     async def event(self, request: Request) -> Response:
         try:
-            body = await request.json()
-            kind = EngagementKind(body["kind"])
-        except (ValueError, KeyError, TypeError):
-            return JSONResponse(
-                {"error": 'send {"token": ..., "kind": "opened"|"dismissed"}'}, status_code=400
-            )
-        payload = self._verified(str(body.get("token", "")))
+            report = EventReport.model_validate_json(await read_body(request))
+        except ValidationError as exc:
+            return JSONResponse({"error": _first_problem(exc)}, status_code=400)
+        payload = self._verified(report.token, Purpose.event)
         if not payload:
             return JSONResponse({"error": "invalid token"}, status_code=403)
-        event = Engagement(kind=kind, delivery_id=payload.get("d"), at=datetime.now(UTC))
-        await self._signal(str(payload.get("w")), "engagement", event)
+        key = event_replay_key(payload, report.kind)
+        if not await asyncio.to_thread(self._log.first_sighting, key):
+            return Response(status_code=204)  # an app's retry or a replay: already signalled
+        event = Engagement(
+            kind=EngagementKind(report.kind), delivery_id=payload.get("d"), at=datetime.now(UTC)
+        )
+        try:
+            await self._signal(str(payload.get("w")), "engagement", event)
+        except BaseException:
+            # not signalled (Temporal unreachable): the app's retry must not pass for a replay
+            await asyncio.to_thread(self._log.forget, key)
+            raise
         return Response(status_code=204)
 
     async def unsubscribe(self, request: Request) -> Response:
         """List-Unsubscribe: GET shows a confirmation form, POST (one-click, RFC 8058) opts out."""
-        payload = self._verified(request.path_params["token"])
+        if request.method == "POST":
+            await read_body(request)  # the form (List-Unsubscribe=One-Click) says nothing more
+        payload = self._verified(request.path_params["token"], Purpose.unsubscribe)
         if not payload or self._store is None:
             return Response("unknown link", status_code=404)
         recipient_id, category = str(payload.get("r")), str(payload.get("c"))
@@ -143,11 +220,11 @@ class Receiver:
         await asyncio.to_thread(self._store.set_preferences, recipient_id, prefs)
         return HTMLResponse(f"<p>You will no longer get {html.escape(category)} messages.</p>")
 
-    def _verified(self, token: str) -> dict[str, Any] | None:
+    def _verified(self, token: str, purpose: Purpose) -> dict[str, Any] | None:
         if self._link_key is None:
             return None
         try:
-            return verify_token(self._link_key, token)
+            return verify_token(self._link_key, token, purpose)
         except InvalidToken:
             return None
 
@@ -162,6 +239,14 @@ class Receiver:
             if late is not None:
                 self._log.keep_late(workflow_id, late)
             log.info("%s for finished notification %s kept", name, workflow_id)
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """A short, specific reason for a 400 that never echoes the input (it may hold a token)."""
+    error = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    where = ".".join(str(part) for part in error["loc"])[:40]
+    usage = 'send {"token": ..., "kind": "opened"|"dismissed"}'
+    return f"{where}: {error['msg']}; {usage}" if where else f"{error['msg']}; {usage}"
 
 
 async def run_receiver(settings: Settings) -> None:

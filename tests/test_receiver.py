@@ -18,7 +18,7 @@ from tests.conftest import BIN_DIR
 from tidings.activities.inbox import InboxStore
 from tidings.activities.store.receipts import ReceiptLog
 from tidings.activities.store.sqlite import SqliteSubscriberStore
-from tidings.links import event_token, sign_token
+from tidings.links import Purpose, event_token, sign_token
 from tidings.models import DeliveryStatus, Phase
 from tidings.receiver.app import Receiver
 from tidings.sandbox.asgi_server import UvicornServer
@@ -156,7 +156,9 @@ async def test_click_redirects_only_where_we_linked_and_stops_escalation(
         assert click.status_code == 302 and click.headers["location"] == "https://shop.example.com/o/9"
         # a token re-signed with another key, or tampered, or made up, goes nowhere
         evil = sign_token(
-            b"guessed-key", {"w": "notification-in-app-click", "d": delivery_id, "u": "https://evil.example"}
+            b"guessed-key",
+            Purpose.click,
+            {"w": "notification-in-app-click", "d": delivery_id, "u": "https://evil.example"},
         )
         for path in (f"/c/{evil}", "/c/garbage", "/c/" + stored.url.rsplit("/c/", 1)[1][:-3] + "AAA"):
             refused = await client.get(f"{stack.receiver_url}{path}")
@@ -179,3 +181,45 @@ async def test_app_events_need_a_valid_token(stack: Stack, smtp_sink: SmtpSink) 
     state = await handle.result()
     assert state.phase is Phase.delivered and [d.channel.value for d in state.destinations] == ["in_app"]
     assert state.destinations[0].engagement[0].kind == "opened"
+
+
+async def test_a_click_token_posted_to_events_is_refused_and_signals_nothing(
+    stack: Stack, smtp_sink: SmtpSink
+) -> None:
+    """The click token is in every tracked message; as an "opened" report it would stop escalation."""
+    [handle] = await stack.tidings.send(escalating("click-as-event", "in_app"))
+    await first_sent(handle)
+    [stored] = stack.inbox.list("r1")
+    assert stored.url is not None
+    click_token = stored.url.rsplit("/c/", 1)[1]
+    async with httpx.AsyncClient() as client:
+        refused = await client.post(
+            f"{stack.receiver_url}/events", json={"token": click_token, "kind": "opened"}
+        )
+    assert refused.status_code == 403
+    state = await handle.result()
+    assert [d.channel.value for d in state.destinations] == ["in_app", "email"]  # nothing stopped escalation
+    assert state.destinations[0].engagement == []
+
+
+async def test_a_replayed_event_is_acknowledged_and_signalled_once(stack: Stack, smtp_sink: SmtpSink) -> None:
+    [handle] = await stack.tidings.send(escalating("event-replay", "in_app"))
+    delivery_id = await first_sent(handle)
+    token = event_token(LINK_KEY.encode(), "notification-event-replay", delivery_id)
+    events = f"{stack.receiver_url}/events"
+    async with httpx.AsyncClient() as client:
+        # `dismissed` keeps the notification running (and escalating), so replays could land
+        dismissed = [await client.post(events, json={"token": token, "kind": "dismissed"}) for _ in range(3)]
+        assert [r.status_code for r in dismissed] == [204, 204, 204]
+        # another kind with the same token is a different report
+        assert (await client.post(events, json={"token": token, "kind": "opened"})).status_code == 204
+        for _ in range(200):  # signals are handled in order: once `opened` is in, so is every replay
+            state = await handle.status()
+            if any(e.kind == "opened" for e in state.destinations[0].engagement):
+                break
+            await asyncio.sleep(0.05)
+        assert [e.kind for e in state.destinations[0].engagement] == ["dismissed", "opened"]
+        assert (await client.post(events, json={"token": token, "kind": "opened"})).status_code == 204
+    state = await handle.result()
+    assert [e.kind for e in state.destinations[0].engagement] == ["dismissed", "opened"]
+    assert [d.channel.value for d in state.destinations] == ["in_app"]  # `opened` stopped escalation

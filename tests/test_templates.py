@@ -117,8 +117,13 @@ def test_template_render_cli(tmp_path: Path) -> None:
 
 
 async def test_templated_email_end_to_end_with_one_click_unsubscribe(
-    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore, smtp_sink: SmtpSink
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    store: SqliteSubscriberStore,
+    smtp_sink: SmtpSink,
+    tmp_path: Path,
 ) -> None:
+    smtp_sink.save_dir = tmp_path / "mail"
     port = free_port()
     configured = Settings.model_validate(
         {
@@ -151,6 +156,10 @@ async def test_templated_email_end_to_end_with_one_click_unsubscribe(
         assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsubscribe = email["List-Unsubscribe"].strip("<>")
         assert unsubscribe.startswith(f"http://127.0.0.1:{port}/u/")
+        # on the wire: the plain <URL> mail clients offer one-click unsubscribe for, not RFC 2047 words
+        raw = (tmp_path / "mail" / "00001.eml").read_bytes()
+        [line] = [h for h in raw.split(b"\r\n\r\n")[0].split(b"\r\n") if h.startswith(b"List-Unsubscribe:")]
+        assert line == f"List-Unsubscribe: <{unsubscribe}>".encode()
         async with httpx.AsyncClient() as client:
             done = await client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
         assert done.status_code == 200
@@ -158,3 +167,123 @@ async def test_templated_email_end_to_end_with_one_click_unsubscribe(
         assert stored is not None and "orders" in stored.preferences.opted_out_categories
     finally:
         await server.stop()
+
+
+def shipped_request(**variables: Any) -> dict[str, Any]:
+    return {
+        "recipients": ["u"],
+        "channels": ["email"],
+        "content": {"template_id": "order_shipped", "variables": {**SHIPPED, **variables}},
+    }
+
+
+UNSAFE_LINKS = [
+    "javascript:alert(document.cookie)",
+    "JAVASCRIPT:alert(1)",
+    " javascript:alert(1)",
+    "\x01javascript:alert(1)",
+    "java\tscript:alert(1)",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+    "vbscript:msgbox(1)",
+    "//evil.example/phish",
+    "track.example.com/1",
+]
+
+
+@pytest.mark.parametrize("link", UNSAFE_LINKS)
+def test_links_from_variables_must_be_http_https_or_mailto(link: str) -> None:
+    with pytest.raises(InvalidRequestError, match=r"part email_html: a link variable \(\|url\) has"):
+        validate_request(shipped_request(tracking_url=link))
+    # and the worker refuses it too (a permanent RenderError), should the client check be skipped
+    with pytest.raises(RenderError, match=r"only http, https, mailto|no http, https or mailto"):
+        render("order_shipped", {**SHIPPED, "tracking_url": link}, Channel.email)
+
+
+def test_the_refusal_never_shows_the_link() -> None:
+    """A link may carry a secret (a password-reset token): errors name its scheme only."""
+    with pytest.raises(InvalidRequestError) as refused:
+        validate_request(
+            {"recipients": ["u"], "channels": ["email"],
+             "content": {"template_id": "password_reset",
+                         "variables": {"name": "A", "valid_minutes": 5, "reset_url": "ftp://x/reset?t=SECRET"}}}
+        )  # fmt: skip
+    assert "'ftp'" in str(refused.value) and "SECRET" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "link", ["https://track.example.com/1?a=1&b=2", "http://track.example.com/1", "mailto:help@example.com"]
+)
+def test_http_https_and_mailto_links_still_work(link: str) -> None:
+    assert validate_request(shipped_request(tracking_url=link))
+    message = render("order_shipped", {**SHIPPED, "tracking_url": link}, Channel.email)
+    assert f'<a href="{link.replace("&", "&amp;")}">' in message.html
+    assert f"Track it: {link}" in message.text
+    assert render("order_shipped", {**SHIPPED, "tracking_url": link}, Channel.sms).sms_text.endswith(link)
+
+
+@pytest.mark.parametrize(
+    ("template_id", "variables", "part"),
+    [
+        ("order_shipped", {**SHIPPED, "order_id": "1\r\nBcc: victim@example.com"}, "push_title"),
+        ("order_shipped", {**SHIPPED, "order_id": "1\n2"}, "push_title"),
+        (
+            "security_alert",
+            {"name": "A", "event": "sign-in\u2028x", "when": "now", "location": "Oslo"},
+            "push_title",
+        ),
+        (
+            "password_reset",
+            {"name": "A", "valid_minutes": "5\r\n", "reset_url": "https://x.example/r"},
+            "sms",
+        ),
+        ("welcome", {"name": "Ana\rX"}, "push_title"),
+    ],
+)
+def test_line_breaks_from_variables_in_single_line_parts_are_refused_at_the_client(
+    template_id: str, variables: dict[str, Any], part: str
+) -> None:
+    request = {
+        "recipients": ["u"],
+        "channels": ["email"],
+        "content": {"template_id": template_id, "variables": variables},
+    }
+    with pytest.raises(InvalidRequestError, match=f"part {part}: contains a line break"):
+        validate_request(request)
+
+
+def test_push_title_with_a_line_break_is_refused_at_the_client() -> None:
+    variables = {"name": "A", "event": "x\ny", "when": "now", "location": "Oslo"}
+    with pytest.raises(ValueError, match=r"part (push_title|email_subject): contains a line break"):
+        validate_template_content(Content(template_id="security_alert", variables=variables))
+    with pytest.raises(RenderError, match="part push_title: contains a line break"):
+        render("security_alert", variables, Channel.push)
+
+
+def test_the_client_try_renders_with_the_requests_own_variables(tmp_path: Path) -> None:
+    """A part that fails only for some values is caught for those values, before anything starts."""
+    folder = tmp_path / "order_event"
+    folder.mkdir()
+    (folder / "template.toml").write_text('variables = ["amount"]\n')
+    (folder / "push_title.en.txt").write_text("Paid {{ amount }}\n")
+    (folder / "webhook.en.json").write_text('{"amount": {{ amount }}}\n')
+    validate_template_content(Content(template_id="order_event", variables={"amount": 12}), tmp_path)
+    with pytest.raises(ValueError, match="webhook part is not JSON"):
+        validate_template_content(
+            Content(template_id="order_event", variables={"amount": "12 EUR"}), tmp_path
+        )
+    with pytest.raises(ValueError, match=r"'dict object' has no attribute|is undefined"):
+        (folder / "push_title.en.txt").write_text("Paid {{ amount.value }}\n")
+        validate_template_content(Content(template_id="order_event", variables={"amount": {}}), tmp_path)
+
+
+def test_a_subject_line_break_is_refused_at_the_client(tmp_path: Path) -> None:
+    folder = tmp_path / "receipt"
+    folder.mkdir()
+    (folder / "template.toml").write_text('variables = ["order"]\n')
+    (folder / "email_subject.en.txt").write_text("Receipt for {{ order }}\n")
+    (folder / "email_text.en.txt").write_text("Thanks for {{ order }}\n")
+    validate_template_content(Content(template_id="receipt", variables={"order": "#1"}), tmp_path)
+    with pytest.raises(ValueError, match="part email_subject: contains a line break"):
+        validate_template_content(
+            Content(template_id="receipt", variables={"order": "#1\r\nBcc: victim@example.com"}), tmp_path
+        )

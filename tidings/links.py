@@ -1,8 +1,20 @@
-"""Signed tokens for click-tracking links and app engagement events.
+"""Signed tokens for click-tracking links, app engagement events and unsubscribe links.
 
 A token is base64url(JSON) + "." + base64url(HMAC-SHA256). The target URL of a click link is
 inside the signed part, so the receiver only ever redirects where Tidings itself linked: an open
 redirect is impossible.
+
+Every token is bound to one purpose (`p` inside the signed payload: `click`, `event` or
+`unsubscribe`) and each receiver route accepts only its own: all three share one signing key, so
+without the purpose a click token taken from an email could be posted to `/events` as an "opened"
+report, or be mistaken for an unsubscribe link.
+
+Tokens signed before purposes existed carry no `p`. They are still in emails and pushes already
+sent (an unsubscribe link must keep working for as long as the message is read), so they are
+accepted when their keys are exactly the legacy shape of that purpose: `{w, d, u}` for a click,
+`{w, d}` for an event, `{r, c}` for an unsubscribe. The three shapes differ, so a legacy token still
+fits exactly one route and cannot be used at another. Once messages sent before this release no
+longer matter, `_LEGACY_SHAPES` can be emptied to refuse them.
 """
 
 from __future__ import annotations
@@ -11,12 +23,28 @@ import base64
 import hashlib
 import hmac
 import json
+from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 
 class InvalidToken(ValueError):
     pass
+
+
+class Purpose(StrEnum):
+    """What a token may be used for; the receiver route that accepts it."""
+
+    click = "click"
+    event = "event"
+    unsubscribe = "unsubscribe"
+
+
+_LEGACY_SHAPES: dict[Purpose, frozenset[str]] = {
+    Purpose.click: frozenset({"w", "d", "u"}),
+    Purpose.event: frozenset({"w", "d"}),
+    Purpose.unsubscribe: frozenset({"r", "c"}),
+}
 
 
 def _b64(data: bytes) -> str:
@@ -27,30 +55,46 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def sign_token(key: bytes, payload: dict[str, Any]) -> str:
-    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+def canonical_payload(payload: dict[str, Any]) -> bytes:
+    """The exact bytes that are signed: the same payload always gives the same token."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+def sign_token(key: bytes, purpose: Purpose, payload: dict[str, Any]) -> str:
+    body = _b64(canonical_payload({**payload, "p": purpose.value}))
     mac = hmac.new(key, body.encode(), hashlib.sha256).digest()
     return f"{body}.{_b64(mac)}"
 
 
-def verify_token(key: bytes, token: str) -> dict[str, Any]:
+def verify_token(key: bytes, token: str, purpose: Purpose) -> dict[str, Any]:
+    """The signed payload, if the signature is good and the token was made for `purpose`."""
     body, _, mac = token.partition(".")
     try:
         expected = hmac.new(key, body.encode(), hashlib.sha256).digest()
         if not mac or not hmac.compare_digest(_unb64(mac), expected):
             raise InvalidToken("bad signature")
         payload = json.loads(_unb64(body))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeError, RecursionError) as exc:
         raise InvalidToken("malformed token") from exc
     if not isinstance(payload, dict):
         raise InvalidToken("malformed token")
+    if "p" in payload:
+        if payload["p"] != purpose.value:
+            raise InvalidToken("token made for another purpose")
+    elif set(payload) != _LEGACY_SHAPES[purpose]:
+        raise InvalidToken("token made for another purpose")
     return payload
 
 
 def click_url(public_url: str, key: bytes, workflow_id: str, delivery_id: str, target: str) -> str:
-    token = sign_token(key, {"w": workflow_id, "d": delivery_id, "u": target})
+    token = sign_token(key, Purpose.click, {"w": workflow_id, "d": delivery_id, "u": target})
     return f"{public_url.rstrip('/')}/c/{quote(token)}"
 
 
 def event_token(key: bytes, workflow_id: str, delivery_id: str) -> str:
-    return sign_token(key, {"w": workflow_id, "d": delivery_id})
+    return sign_token(key, Purpose.event, {"w": workflow_id, "d": delivery_id})
+
+
+def unsubscribe_url(public_url: str, key: bytes, recipient_id: str, category: str) -> str:
+    token = sign_token(key, Purpose.unsubscribe, {"r": recipient_id, "c": category})
+    return f"{public_url.rstrip('/')}/u/{token}"

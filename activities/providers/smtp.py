@@ -7,8 +7,11 @@ discard the duplicate.
 
 from __future__ import annotations
 
+import email.policy as email_policy
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import formatdate, parseaddr
 
 import aiosmtplib
@@ -28,25 +31,77 @@ def message_id_for(delivery_id: str, from_address: str) -> str:
     return f"<{delivery_id}@{domain}>"
 
 
+MAX_HEADER_LINE = 998
+"""RFC 5322 §2.1.1: a header line must not exceed 998 characters (plus CRLF)."""
+
+UNFOLDED_HEADERS = frozenset({"list-unsubscribe"})
+"""Headers sent verbatim, on one line. `List-Unsubscribe` holds `<https://…>`: the email package
+would fold a value that long with no spaces by turning it into RFC 2047 encoded words
+(`=?utf-8?q?=3Chttps=3A//…`), which no mail client reads as a URL, so one-click unsubscribe
+(RFC 8058) would never be offered."""
+
+
+class UnfoldedHeader(str):
+    """A header value that `email` writes exactly as given, on one line (see `UNFOLDED_HEADERS`).
+
+    The email policies store and fold any value that has a `name` attribute as a ready-made header
+    object (`EmailPolicy.header_store_parse` / `fold`), so this is folded by `fold` below and never
+    re-encoded. Only printable ASCII that fits one header line is accepted.
+    """
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> UnfoldedHeader:
+        if not (value.isascii() and value.isprintable()):
+            raise ValueError(f"{name} must be printable ASCII")
+        if len(name) + 2 + len(value) > MAX_HEADER_LINE:
+            raise ValueError(f"{name} is longer than the {MAX_HEADER_LINE} characters a header line may hold")
+        header = super().__new__(cls, value)
+        header.name = name
+        return header
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
+
+
 def build_email(delivery: DeliveryInput, message: RenderedMessage, from_address: str) -> EmailMessage:
-    """Build the MIME message; header values with line breaks are refused (header injection)."""
+    """Build the MIME message, or refuse it with a permanent error.
+
+    A value that cannot go into a header (a line break in the subject or the recipient's name: header
+    injection; an unencodable character; an over-long unsubscribe URL) will fail the same way on
+    every attempt, so it is a `PermanentDeliveryError`, never a retried transient one. The message
+    is serialised once here so that such errors surface before connecting to the server.
+    """
     subject = message.subject or message.title or ""
     if "\r" in subject or "\n" in subject:
         raise PermanentDeliveryError("email subject contains a line break; refusing (header injection)")
-    email = EmailMessage()
-    email["From"] = from_address
-    email["To"] = Address(display_name=delivery.recipient.name or "", addr_spec=delivery.destination.address)
-    email["Subject"] = subject
-    email["Date"] = formatdate(localtime=False)
-    email["Message-ID"] = message_id_for(delivery.delivery_id, from_address)
-    email["X-Tidings-Delivery-Id"] = delivery.delivery_id
-    email.set_content(message.text or message.body or "")
-    if message.html:
-        email.add_alternative(message.html, subtype="html")
     for name, value in message.headers.items():
         if "\r" in value or "\n" in value:
             raise PermanentDeliveryError(f"email header {name} contains a line break; refusing")
-        email[name] = value
+    email = EmailMessage()
+    field = "From"
+    try:
+        email["From"] = from_address
+        field = "To"
+        email["To"] = Address(
+            display_name=delivery.recipient.name or "", addr_spec=delivery.destination.address
+        )
+        field = "Subject"
+        email["Subject"] = subject
+        email["Date"] = formatdate(localtime=False)
+        email["Message-ID"] = message_id_for(delivery.delivery_id, from_address)
+        email["X-Tidings-Delivery-Id"] = delivery.delivery_id
+        field = "body"
+        email.set_content(message.text or message.body or "")
+        if message.html:
+            email.add_alternative(message.html, subtype="html")
+        for name, value in message.headers.items():
+            field = name
+            email[name] = UnfoldedHeader(name, value) if name.lower() in UNFOLDED_HEADERS else value
+        field = "message"
+        email.as_bytes(policy=email_policy.SMTPUTF8)
+    except (ValueError, TypeError, IndexError, MessageError) as exc:
+        raise PermanentDeliveryError(f"cannot build the email ({field}): {exc}") from None
     return email
 
 

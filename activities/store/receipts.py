@@ -36,6 +36,11 @@ class ReceiptLog(SqliteTable):
             )
         return cursor.rowcount > 0
 
+    def forget(self, key: str) -> None:
+        """Undo a sighting whose handling failed, so the sender's retry is not taken for a replay."""
+        with self._lock:
+            self._db.execute("DELETE FROM seen_callbacks WHERE key = ?", (key,))
+
     def keep_late(self, workflow_id: str, receipt: DeliveryReceipt) -> None:
         with self._lock:
             self._db.execute(
