@@ -205,7 +205,7 @@ async def test_a_click_token_posted_to_events_is_refused_and_signals_nothing(
 async def test_a_replayed_event_is_acknowledged_and_signalled_once(stack: Stack, smtp_sink: SmtpSink) -> None:
     [handle] = await stack.tidings.send(escalating("event-replay", "in_app"))
     delivery_id = await first_sent(handle)
-    token = event_token(LINK_KEY.encode(), "notification-event-replay", delivery_id)
+    token = event_token(LINK_KEY.encode(), handle.workflow_id, delivery_id)
     events = f"{stack.receiver_url}/events"
     async with httpx.AsyncClient() as client:
         # `dismissed` keeps the notification running (and escalating), so replays could land
