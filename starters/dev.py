@@ -85,8 +85,8 @@ class PortInUseError(ValueError):
     """A port the dev stack needs is taken; the message names the port and the flag to change."""
 
 
-def _port_taken(host: str, port: int) -> bool:
-    """Whether binding `host:port` fails because something else has it.
+def _port_problem(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on, or None when it can.
 
     SO_REUSEADDR as the servers themselves use it: a port left in TIME_WAIT by a stack that just
     stopped counts as free, one with a listener (or any bound socket without it) as taken.
@@ -96,24 +96,26 @@ def _port_taken(host: str, port: int) -> bool:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return True
+            if exc.errno == errno.EADDRINUSE:
+                return "is already in use, perhaps by an earlier `tidings dev` still running; stop it, or"
+            if exc.errno == errno.EACCES:
+                return "needs privileges this user does not have;"
             raise
-    return False
+    return None
 
 
 def check_ports(ports: DevPorts, host: str = "127.0.0.1") -> None:
-    """Refuse to start when two flags name one port, or a port is already in use."""
+    """Refuse to start when two flags name one port, or a port cannot be listened on."""
     seen: dict[int, str] = {}
     for flag, (port, _) in ports.by_flag().items():
         if port in seen:
             raise PortInUseError(f"{seen[port]} and {flag} both name port {port}; give each its own port")
         seen[port] = flag
     for flag, (port, what) in ports.by_flag().items():
-        if _port_taken(host, port):
+        problem = _port_problem(host, port)
+        if problem is not None:
             raise PortInUseError(
-                f"port {port} ({what}) on {host} is already in use, perhaps by an earlier `tidings dev` "
-                f"that is still running; stop it, or choose another port with {flag} PORT"
+                f"port {port} ({what}) on {host} {problem} choose another port with {flag} PORT"
             )
 
 
@@ -125,22 +127,29 @@ def write_cli_settings(settings: Settings, data_dir: Path) -> Path:
     strings, which TOML reads the same way.
     """
     t = settings.temporal
+
+    def toml_string(value: str) -> str:
+        # JSON escapes quotes, backslashes and control characters as TOML does; keep other text
+        # as is (TOML refuses the surrogate pairs of ensure_ascii) except DEL, which TOML forbids.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
     lines = [
         "# Written by `tidings dev` at each start: what the tidings CLI needs to reach this stack.",
         f"# Use it with: export TIDINGS_SETTINGS={shlex.quote(str(data_dir / CLI_SETTINGS_FILE))}",
         "",
         "[temporal]",
-        f"address = {json.dumps(t.address)}",
-        f"namespace = {json.dumps(t.namespace)}",
-        f"task_queue = {json.dumps(t.task_queue)}",
+        f"address = {toml_string(t.address)}",
+        f"namespace = {toml_string(t.namespace)}",
+        f"task_queue = {toml_string(t.task_queue)}",
         "",
         "[store]",
-        f"sqlite_path = {json.dumps(str(settings.store.sqlite_path))}",
+        f"sqlite_path = {toml_string(str(settings.store.sqlite_path))}",
     ]
     if settings.templates.directory is not None:
-        lines += ["", "[templates]", f"directory = {json.dumps(str(settings.templates.directory.resolve()))}"]
+        directory = str(settings.templates.directory.resolve())
+        lines += ["", "[templates]", f"directory = {toml_string(directory)}"]
     path = data_dir / CLI_SETTINGS_FILE
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 

@@ -126,3 +126,30 @@ def test_any_unknown_retry_key_is_named(key: str, secret: str) -> None:
         path.write_text(f'[retry.sms]\n{key} = "{secret}"\n')
         message = settings_error(TIDINGS_SETTINGS=str(path))
     assert f"retry.sms.{key}: unknown setting" in message and secret not in message
+
+
+# Text a path, namespace or task queue could hold, minus what no file system or TOML file can
+# carry (NUL, lone surrogates).
+names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=30)
+
+
+@settings(max_examples=80, deadline=None)
+@given(address=names, namespace=names, task_queue=names, folder=names)
+def test_the_dev_stacks_cli_settings_file_reads_back(
+    address: str, namespace: str, task_queue: str, folder: str
+) -> None:
+    """What `tidings dev` writes for the CLI is what the CLI reads, whatever the characters."""
+    from tidings.starters.dev import write_cli_settings
+
+    with tempfile.TemporaryDirectory() as data:
+        wanted = Settings.model_validate(
+            {
+                "temporal": {"address": address, "namespace": namespace, "task_queue": task_queue},
+                "store": {"sqlite_path": Path(data) / folder / "tidings.sqlite3"},
+            }
+        )
+        path = write_cli_settings(wanted, Path(data))
+        with environment(TIDINGS_SETTINGS=str(path)):
+            loaded = load_settings()
+    assert loaded.temporal.model_dump() == wanted.temporal.model_dump()
+    assert loaded.store.sqlite_path == wanted.store.sqlite_path
