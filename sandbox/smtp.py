@@ -39,10 +39,33 @@ class _Handler:
         self._sink.received.append(message)
         self._sink.envelopes.append((envelope.mail_from or "", list(envelope.rcpt_tos)))
         if self._sink.save_dir is not None:
-            self._sink.save_dir.mkdir(parents=True, exist_ok=True)
-            name = f"{len(self._sink.received):05d}.eml"
-            (self._sink.save_dir / name).write_bytes(raw)
+            self._sink.saved.append(save_new(self._sink.save_dir, raw))
         return "250 Message accepted for delivery"
+
+
+def _number(path: Path) -> int:
+    """`00042.eml` → 42; anything else → 0 (not one of ours)."""
+    return int(path.stem) if path.stem.isdigit() else 0
+
+
+def save_new(folder: Path, raw: bytes) -> Path:
+    """Save one email as the next `NNNNN.eml` in `folder`, never replacing a file.
+
+    Numbering continues after the highest number already there, so a restarted `tidings dev`
+    keeps the emails of earlier runs; the file is created exclusively, so one that appeared in
+    the meantime (another sink on the same folder) is skipped rather than overwritten.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    number = max((_number(p) for p in folder.glob("*.eml")), default=0)
+    while True:
+        number += 1
+        path = folder / f"{number:05d}.eml"
+        try:
+            with path.open("xb") as file:
+                file.write(raw)
+        except FileExistsError:
+            continue
+        return path
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -68,6 +91,7 @@ class SmtpSink:
         self.port = port or free_port(host)
         self.save_dir = save_dir
         self.received: list[EmailMessage] = []
+        self.saved: list[Path] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.refuse: dict[str, str] = {}
         self.failed_logins = 0

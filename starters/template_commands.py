@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from tidings.activities.rendering import RenderError
 from tidings.activities.templates import TemplateCatalog, TemplateRenderer
 from tidings.models import Channel, Content, Recipient
 from tidings.settings import Settings
+from tidings.starters.json_input import read_json_file
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -35,10 +35,9 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     variables: dict[str, Any] = {}
     if args.vars:
-        try:
-            variables = json.loads(Path(args.vars).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"cannot read variables from {args.vars}: {exc}") from None
+        variables = read_json_file(args.vars, "--vars")
+        if not isinstance(variables, dict):
+            raise ValueError(f"--vars: {args.vars} must hold a JSON object")
     content = Content(template_id=args.template_id, variables=variables)
     catalog = TemplateCatalog(settings.templates.directory, settings.templates.default_locale)
     catalog.check(content)

@@ -245,3 +245,77 @@ async def test_cli_send_status_and_worker_graceful_shutdown(
     code, out, err = await tidings("status", "cli-e2e-1~cli-user")
     assert code == 0, err
     assert json.loads(out)["destinations"][0]["status"] == "sent"
+
+
+async def test_cli_exit_codes_say_the_outcome(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    store: SqliteSubscriberStore,
+    smtp_sink: SmtpSink,
+    tmp_path: Path,
+) -> None:
+    """`tidings send --wait` exits 0 delivered, 3 not delivered, 4 partially; the worst one wins."""
+    env = {
+        **os.environ,
+        "TIDINGS_TEMPORAL__ADDRESS": dev_env.client.service_client.config.target_host,
+        "TIDINGS_TEMPORAL__TASK_QUEUE": "cli-exit-codes",
+        "TIDINGS_STORE__SQLITE_PATH": str(settings.store.sqlite_path),
+    }
+
+    async def tidings(*args: str) -> tuple[int, list[dict[str, Any]], str]:
+        process = await asyncio.create_subprocess_exec(
+            str(BIN_DIR / "tidings"), *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        lines = [json.loads(chunk) for chunk in out.decode().replace("}\n{", "}\x00{").split("\x00") if chunk]
+        return process.returncode or 0, lines, err.decode()
+
+    def phases(lines: list[dict[str, Any]]) -> list[str]:
+        return [line["result"]["phase"] for line in lines]
+
+    smtp_sink.refuse["bad@example.com"] = "550 5.1.1 no such user"
+    for user, address in (("ok-user", "ok@example.com"), ("bad-user", "bad@example.com")):
+        code, _, err = await tidings(
+            "subscriber", "add", user, "--email", address, "--phone", "+4915112345678"
+        )
+        assert code == 0, err
+    code, _, err = await tidings(
+        "subscriber", "preferences", "ok-user", "--opt-out-category-channel", "promo=email"
+    )
+    assert code == 0, err
+
+    async with running_worker(dev_env.client, settings, store, task_queue="cli-exit-codes"):
+        email = ("--channel", "email", "--title", "Hello", "--wait")
+        code, lines, err = await tidings("send", "--to", "ok-user", *email)
+        assert (code, phases(lines)) == (0, ["delivered"]), err
+        code, lines, err = await tidings("send", "--to", "bad-user", *email)
+        assert (code, phases(lines)) == (3, ["failed"]), err
+        code, lines, err = await tidings("send", "--to", "ok-user", "--category", "promo", *email)
+        assert (code, phases(lines)) == (3, ["skipped_by_preferences"]), err
+        # sms has no provider configured here: it fails for good while email goes out
+        code, lines, err = await tidings("send", "--to", "ok-user", "--channel", "sms", *email)
+        assert (code, phases(lines)) == (4, ["partially_delivered"]), err
+        code, lines, err = await tidings("send", "--to", "ok-user", "--to", "bad-user", *email)
+        assert (code, sorted(phases(lines))) == (3, ["delivered", "failed"]), err
+
+        # cancelled while waiting: the waiting send exits 3; a refused reschedule exits 3 too
+        later = datetime.now(UTC) + timedelta(hours=1)
+        waiting = asyncio.create_task(
+            tidings("send", "--id", "exit-cancel", "--to", "ok-user", "--schedule-at", later.isoformat(),
+                    "--expires-at", (later + timedelta(hours=1)).isoformat(), *email)
+        )  # fmt: skip
+
+        async def started() -> bool:
+            return (await tidings("status", "exit-cancel"))[0] == 0
+
+        await eventually(started, 30)
+        code, [outcome], _ = await tidings(
+            "reschedule", "exit-cancel", (later + timedelta(hours=2)).isoformat()
+        )
+        assert code == 3 and outcome["accepted"] is False
+        assert (await tidings("cancel", "exit-cancel"))[0] == 0
+        code, lines, err = await waiting
+        assert (code, phases(lines)) == (3, ["cancelled"]), err
+        code, _, err = await tidings("cancel", "exit-cancel")
+        assert code == 2 and "no running notification with id 'exit-cancel'" in err

@@ -10,12 +10,14 @@ worker process. They never travel in workflow input or history.
 
 from __future__ import annotations
 
+import difflib
 import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,7 +36,17 @@ class SettingsError(Exception):
     """The settings file or environment holds something invalid; the message says what to fix."""
 
 
-class TemporalSettings(BaseModel):
+class Section(BaseModel):
+    """One `[section]` of the settings file (or its `TIDINGS_<SECTION>__*` variables).
+
+    Unknown keys are refused rather than ignored: `[temporal] adress = ...` would otherwise run
+    with the default address and no hint of the typo.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TemporalSettings(Section):
     address: str = "localhost:7233"
     namespace: str = "default"
     task_queue: str = DEFAULT_TASK_QUEUE
@@ -42,19 +54,19 @@ class TemporalSettings(BaseModel):
     api_key: SecretStr | None = None
 
 
-class WorkerSettings(BaseModel):
+class WorkerSettings(Section):
     max_concurrent_activities: int = Field(default=200, ge=1)
     max_concurrent_local_activities: int = Field(default=200, ge=1)
     max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     graceful_shutdown_timeout: timedelta = timedelta(seconds=20)
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(Section):
     backend: Literal["sqlite"] = "sqlite"
     sqlite_path: Path = Path("data/tidings.sqlite3")
 
 
-class SmtpSettings(BaseModel):
+class SmtpSettings(Section):
     host: str = "localhost"
     port: int = Field(default=1025, ge=1, le=65535)
     username: str | None = None
@@ -72,7 +84,7 @@ def _check_webhook_secret(secret: SecretStr | None) -> SecretStr | None:
     return secret
 
 
-class WebhookSettings(BaseModel):
+class WebhookSettings(Section):
     timeout: float = Field(default=15.0, gt=0)
     signing_secret: SecretStr | None = Field(
         default=None, description="Standard Webhooks secret (whsec_...) used when an endpoint has none"
@@ -94,14 +106,14 @@ class WebhookSettings(BaseModel):
         return value
 
 
-class FcmSettings(BaseModel):
+class FcmSettings(Section):
     project_id: str | None = None
     service_account_file: Path | None = None
     base_url: str = "https://fcm.googleapis.com"
     timeout: float = Field(default=10.0, gt=0)
 
 
-class ApnsSettings(BaseModel):
+class ApnsSettings(Section):
     team_id: str | None = None
     key_id: str | None = None
     private_key_file: Path | None = None
@@ -113,14 +125,14 @@ class ApnsSettings(BaseModel):
     timeout: float = Field(default=10.0, gt=0)
 
 
-class WebPushSettings(BaseModel):
+class WebPushSettings(Section):
     vapid_private_key: SecretStr | None = Field(default=None, description="base64url raw P-256 key or PEM")
     vapid_subject: str = "mailto:notifications@tidings.localhost"
     ca_bundle: Path | None = Field(default=None, description="trust these CAs for push services (tests, dev)")
     timeout: float = Field(default=10.0, gt=0)
 
 
-class TwilioSettings(BaseModel):
+class TwilioSettings(Section):
     account_sid: str | None = None
     auth_token: SecretStr | None = None
     from_number: str | None = None
@@ -131,20 +143,20 @@ class TwilioSettings(BaseModel):
     timeout: float = Field(default=10.0, gt=0)
 
 
-class SlackSettings(BaseModel):
+class SlackSettings(Section):
     bot_token: SecretStr | None = None
     api_base_url: str = "https://slack.com/api"
     timeout: float = Field(default=10.0, gt=0)
 
 
-class ReceiverSettings(BaseModel):
+class ReceiverSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8088, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8088"
     link_signing_key: SecretStr | None = None
 
 
-class TemplateSettings(BaseModel):
+class TemplateSettings(Section):
     directory: Path | None = Field(default=None, description="defaults to the bundled templates")
     default_locale: str = "en"
 
@@ -212,15 +224,38 @@ def _settings_path() -> Path | None:
     return default if default.is_file() else None
 
 
+def _error_line(err: ErrorDetails) -> str:
+    """One line per problem, naming the key; never the value (it may be a secret)."""
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        hint = _did_you_mean(err["loc"])
+        return f"  {where}: unknown setting{hint}"
+    return f"  {where}: {err['msg']}"
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    """`temporal.adress` → ` (did you mean address?)`, from the fields of the section it is in."""
+    model: type[BaseModel] | None = None
+    if len(loc) == 1:
+        model = Settings
+    elif len(loc) == 2 and str(loc[0]) in Settings.model_fields:
+        annotation = Settings.model_fields[str(loc[0])].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    elif len(loc) == 3 and loc[0] == "retry":
+        model = RetrySpec
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning validation failures into one readable `SettingsError`."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = [
-            f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            for err in exc.errors(include_input=False)
-        ]
+        lines = [_error_line(err) for err in exc.errors(include_input=False)]
         source = os.environ.get(SETTINGS_ENV) or DEFAULT_SETTINGS_FILE
         raise SettingsError(
             "invalid Tidings settings (from " + source + " and TIDINGS_* variables):\n" + "\n".join(lines)
