@@ -232,7 +232,7 @@ def test_deeply_nested_json_files_are_refused(tmp_path: Path, document: str, arg
 
 def test_a_request_nested_within_the_limit_gets_through(tmp_path: Path) -> None:
     """Nesting below the limit is not refused: this request reaches the (absent) server."""
-    overrides = json.loads(nested_object(60))
+    overrides = json.loads(nested_object(10))
     request = {"recipients": [{"id": "u1", "email": "ada@example.com"}], "channels": ["email"],
                "content": {"title": "x", "platform_overrides": {"slack": overrides}}}  # fmt: skip
     path = tmp_path / "request.json"

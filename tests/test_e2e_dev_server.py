@@ -307,15 +307,15 @@ async def test_cli_exit_codes_say_the_outcome(
         )  # fmt: skip
 
         async def started() -> bool:
-            return (await tidings("status", "exit-cancel"))[0] == 0
+            return (await tidings("status", "exit-cancel~ok-user"))[0] == 0
 
         await eventually(started, 30)
         code, [outcome], _ = await tidings(
-            "reschedule", "exit-cancel", (later + timedelta(hours=2)).isoformat()
+            "reschedule", "exit-cancel~ok-user", (later + timedelta(hours=2)).isoformat()
         )
         assert code == 3 and outcome["accepted"] is False
-        assert (await tidings("cancel", "exit-cancel"))[0] == 0
+        assert (await tidings("cancel", "exit-cancel~ok-user"))[0] == 0
         code, lines, err = await waiting
         assert (code, phases(lines)) == (3, ["cancelled"]), err
-        code, _, err = await tidings("cancel", "exit-cancel")
-        assert code == 2 and "no running notification with id 'exit-cancel'" in err
+        code, _, err = await tidings("cancel", "exit-cancel~ok-user")
+        assert code == 2 and "no running notification with id 'exit-cancel~ok-user'" in err
