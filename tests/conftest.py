@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tidings import search_attributes
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Channel, RetrySpec
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.sandbox.smtp import SmtpSink
@@ -27,7 +27,7 @@ from tidings.settings import Settings
 from tidings.starters.client import TidingsClient
 from tidings.workers.worker import running_worker
 
-pytest_plugins = ["tests.push_fixtures"]
+pytest_plugins = ["tests.push_fixtures", "tests.postgres_fixture"]
 
 BIN_DIR = Path(sys.executable).parent
 TEMPORAL_CLI = BIN_DIR / "temporal"
@@ -66,13 +66,13 @@ async def server_now(ts_env: WorkflowEnvironment) -> datetime:
     return (await ts_env.get_current_time()).astimezone(UTC)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteSubscriberStore]:
-    s = SqliteSubscriberStore(tmp_path / "subscribers.sqlite3")
+@pytest_asyncio.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = await SqliteStore.open(tmp_path / "subscribers.sqlite3")
     try:
         yield s
     finally:
-        s.close()
+        await s.aclose()
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def settings(tmp_path: Path, smtp_sink: SmtpSink) -> Settings:
 
 @pytest_asyncio.fixture
 async def tidings(
-    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore
+    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteStore
 ) -> AsyncIterator[TidingsClient]:
     task_queue = f"test-{uuid.uuid4().hex[:8]}"
     async with running_worker(ts_env.client, settings, store, task_queue=task_queue):
