@@ -7,11 +7,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
@@ -19,6 +21,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tidings import search_attributes
+from tidings.activities.store.base import Store
+from tidings.activities.store.postgres import PostgresStore
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Channel, RetrySpec
 from tidings.sandbox.http_endpoint import HttpEndpoint
@@ -26,6 +30,9 @@ from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import Settings
 from tidings.starters.client import TidingsClient
 from tidings.workers.worker import running_worker
+
+if TYPE_CHECKING:
+    from tests.postgres_fixture import PostgresServer
 
 pytest_plugins = ["tests.push_fixtures", "tests.postgres_fixture"]
 
@@ -67,8 +74,20 @@ async def server_now(ts_env: WorkflowEnvironment) -> datetime:
 
 
 @pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(tmp_path / "subscribers.sqlite3")
+async def store(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Store]:
+    """The worker's store: SQLite, or with TIDINGS_TEST_STORE=postgres a fresh PostgreSQL database
+    (then `tidings` commands the tests run use it too, through TIDINGS_STORE__*)."""
+    s: Store
+    if os.environ.get("TIDINGS_TEST_STORE") == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        dsn = await server.create_database()
+        monkeypatch.setenv("TIDINGS_STORE__BACKEND", "postgres")
+        monkeypatch.setenv("TIDINGS_STORE__DSN", dsn)
+        s = await PostgresStore.open(dsn)
+    else:
+        s = await SqliteStore.open(tmp_path / "subscribers.sqlite3")
     try:
         yield s
     finally:
@@ -104,7 +123,7 @@ def settings(tmp_path: Path, smtp_sink: SmtpSink) -> Settings:
 
 @pytest_asyncio.fixture
 async def tidings(
-    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteStore
+    ts_env: WorkflowEnvironment, settings: Settings, store: Store
 ) -> AsyncIterator[TidingsClient]:
     task_queue = f"test-{uuid.uuid4().hex[:8]}"
     async with running_worker(ts_env.client, settings, store, task_queue=task_queue):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from tidings.activities.store.postgres import PostgresStore
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase, Recipient
 from tidings.sandbox.http_endpoint import HttpEndpoint, ScriptedResponse
@@ -253,12 +254,13 @@ async def test_several_recipients_get_one_workflow_each(tidings: TidingsClient, 
 
 
 async def test_invalid_stored_profile_fails_with_reason(tidings: TidingsClient, store: SqliteStore) -> None:
-    await store.write(
-        lambda db: db.execute(
-            "INSERT INTO subscribers (id, timezone, locale, updated_at) VALUES (?, ?, ?, ?)",
-            ("broken-1", "Nowhere/Land", "en", "2026-01-01"),
-        )
-    )
+    row = ("broken-1", "Nowhere/Land", "en", "2026-01-01T00:00:00+00:00")
+    if isinstance(store, PostgresStore):  # TIDINGS_TEST_STORE=postgres
+        insert = "INSERT INTO subscribers (id, timezone, locale, updated_at) VALUES (%s, %s, %s, %s)"
+        await store.run(lambda conn: conn.execute(insert, row))
+    else:
+        insert = "INSERT INTO subscribers (id, timezone, locale, updated_at) VALUES (?, ?, ?, ?)"
+        await store.write(lambda db: db.execute(insert, row))
     [handle] = await tidings.send(request("broken-profile-1", "broken-1", ["email"]))
     state = await handle.result()
     assert state.phase is Phase.failed
