@@ -138,6 +138,27 @@ async def test_receipts_by_workflow_delivery_and_provider_message(any_store: Sto
     assert by_message.receipt == second
 
 
+async def test_a_recipient_load_is_one_query(any_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No N+1 over devices or preferences: the database builds the whole recipient in one statement."""
+    await any_store.put(full_recipient())
+    statements: list[str] = []
+    if isinstance(any_store, PostgresStore):
+        execute = psycopg.AsyncConnection.execute
+
+        async def counting(self: psycopg.AsyncConnection[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+            statements.append(str(query))
+            return await execute(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.AsyncConnection, "execute", counting)
+    else:
+        assert isinstance(any_store, SqliteStore)
+        await any_store.run(lambda db: db.set_trace_callback(statements.append))
+    assert await any_store.get("full") == full_recipient()
+    if isinstance(any_store, SqliteStore):
+        await any_store.run(lambda db: db.set_trace_callback(None))
+    assert len(statements) == 1, statements
+
+
 # ------------------------------------------------------------------ migrations
 
 
