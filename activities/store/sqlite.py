@@ -285,15 +285,20 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-sqlite")
         self._database = self._executor.submit(_Database, path).result()
-        if migrate:
-            self._executor.submit(migrate_database, self._database.db).result()
-        elif check:
-            version = self._executor.submit(_version, self._database.db).result()
-            if version != LATEST_VERSION:
-                raise StoreSchemaError(
-                    f"the SQLite store at {self.path} is at schema version {version}, this Tidings "
-                    f"needs {LATEST_VERSION}: run `tidings store migrate`"
-                )
+        try:
+            if migrate:
+                self._executor.submit(migrate_database, self._database.db).result()
+            elif check:
+                version = self._executor.submit(_version, self._database.db).result()
+                if version != LATEST_VERSION:
+                    raise StoreSchemaError(
+                        f"the SQLite store at {self.path} is at schema version {version}, this Tidings "
+                        f"needs {LATEST_VERSION}: run `tidings store migrate`"
+                    )
+        except BaseException:
+            self._executor.submit(self._database.db.close).result()
+            self._executor.shutdown(wait=False)
+            raise
         self.inbox = SqliteInbox(self)
         self.receipts = SqliteReceiptLog(self)
 
