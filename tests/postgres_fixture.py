@@ -131,7 +131,7 @@ def start_server() -> PostgresServer:
     try:
         server = PostgresServer(bin_dir)
         server.start()
-    except (OSError, RuntimeError, subprocess.SubprocessError, KeyError) as exc:
+    except (OSError, RuntimeError, subprocess.SubprocessError, LookupError) as exc:
         _unavailable(f"cannot start a throwaway cluster: {exc}")
         raise
     return server

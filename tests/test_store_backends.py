@@ -497,11 +497,26 @@ def stored_notification(notification_id: str) -> dict[str, Any]:
 
 
 async def test_notification_survives_a_database_restart(
-    ts_env: WorkflowEnvironment, settings: Settings, private_postgres: PostgresServer, smtp_sink: Any
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    private_postgres: PostgresServer,
+    smtp_sink: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dsn = await private_postgres.create_database()
     store = await PostgresStore.open(dsn, connect_timeout=1)
     await store.put(Recipient(id="pg-user", email="pg@example.com"))
+    failures: list[StoreUnavailableError] = []
+    get = store.get
+
+    async def counting_get(recipient_id: str) -> Recipient | None:
+        try:
+            return await get(recipient_id)
+        except StoreUnavailableError as exc:
+            failures.append(exc)
+            raise
+
+    monkeypatch.setattr(store, "get", counting_get)
     try:
         async with running_worker(ts_env.client, settings, store, task_queue="pg-restart"):
             tidings = TidingsClient(ts_env.client, task_queue="pg-restart")
@@ -512,6 +527,8 @@ async def test_notification_survives_a_database_restart(
             state = await handle.result()
         assert state.phase is Phase.delivered, state.reason
         assert smtp_sink.envelopes[0][1] == ["pg@example.com"]
+        assert failures, "the recipient load should have failed while the database was down"
+        assert private_postgres.password not in str(failures[0])
     finally:
         await store.aclose()
 
