@@ -44,7 +44,7 @@ from tidings.models import (
 )
 from tidings.settings import Settings, SettingsError, StoreSettings, load_settings
 from tidings.starters.client import TidingsClient
-from tidings.starters.store_commands import counts
+from tidings.starters.store_commands import copy_store, counts
 from tidings.workers.worker import running_worker
 
 Opener = Callable[..., Awaitable[Store]]
@@ -465,6 +465,27 @@ async def test_copy_an_sqlite_install_to_postgres(tmp_path: Path, postgres_serve
     finally:
         await copy.aclose()
         await source.aclose()
+
+
+async def test_copy_an_old_release_file_and_back(tmp_path: Path, postgres_dsn: str) -> None:
+    """A file from the release before migrations is upgraded, copied to PostgreSQL, and back."""
+    old = tmp_path / "old.sqlite3"
+    recipients = [full_recipient(), Recipient(id="u1", email="u1@example.com")]
+    write_release_layout(old, recipients)
+    source = await SqliteStore.open(old)
+    postgres = await PostgresStore.open(postgres_dsn)
+    back = await SqliteStore.open(tmp_path / "back.sqlite3")
+    try:
+        expected = {"subscribers": 2, "inbox_messages": 1, "seen_callbacks": 1, "late_receipts": 1}
+        assert await copy_store(source, postgres) == expected
+        assert await copy_store(postgres, back) == expected
+        assert [await back.get(r.id) for r in recipients] == recipients
+        assert await back.inbox.list("u1") == await source.inbox.list("u1")
+        late = await source.receipts.by_provider_message("SM1")
+        assert await back.receipts.by_provider_message("SM1") == late
+    finally:
+        for store in (source, postgres, back):
+            await store.aclose()
 
 
 # ------------------------------------------------------------------ connection failures
