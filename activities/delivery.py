@@ -8,7 +8,6 @@ Retry-After as the next retry delay) and whose details tell the workflow which a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -104,7 +103,7 @@ class DeliveryActivities:
             or self._store is None
         ):
             return delivery
-        recipient = await asyncio.to_thread(self._store.get, delivery.recipient.id)
+        recipient = await self._store.get(delivery.recipient.id)
         if recipient is None:
             raise PermanentDeliveryError(f"recipient {delivery.recipient.id} was removed from the store")
         if delivery.destination.channel is Channel.webhook:

@@ -7,13 +7,11 @@ round trip each; their results are still recorded in history.
 
 from __future__ import annotations
 
-import asyncio
-
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from tidings.activities.store.base import SubscriberStore
+from tidings.activities.store.base import StoreUnavailableError, SubscriberStore
 from tidings.models import DeactivateDeviceInput, DisableWebhookInput, Preparation, PrepareInput, Recipient
 from tidings.quiet_hours import quiet_hours_end
 from tidings.settings import Settings
@@ -31,7 +29,11 @@ class SubscriberActivities:
         stored = recipient is None
         if recipient is None:
             try:
-                recipient = await asyncio.to_thread(self._store.get, request.recipient_id)
+                recipient = await self._store.get(request.recipient_id)
+            except StoreUnavailableError as exc:
+                # Retried by the local activity's retry policy; the notification fails with this
+                # reason only when the database stays down past it.
+                raise ApplicationError(str(exc), type="StoreUnavailable") from None
             except ValidationError as exc:
                 # A stored profile that no longer validates will not fix itself by retrying.
                 raise ApplicationError(
@@ -54,16 +56,16 @@ class SubscriberActivities:
 
     @activity.defn(name="disable_webhook")
     async def disable_webhook(self, request: DisableWebhookInput) -> bool:
-        return await asyncio.to_thread(
-            self._store.disable_webhook, request.recipient_id, request.url, request.reason
-        )
+        try:
+            return await self._store.disable_webhook(request.recipient_id, request.url, request.reason)
+        except StoreUnavailableError as exc:
+            raise ApplicationError(str(exc), type="StoreUnavailable") from None
 
     @activity.defn(name="deactivate_device")
     async def deactivate_device(self, request: DeactivateDeviceInput) -> bool:
-        return await asyncio.to_thread(
-            self._store.deactivate_device,
-            request.recipient_id,
-            request.device_id,
-            request.reason,
-            request.provider_timestamp,
-        )
+        try:
+            return await self._store.deactivate_device(
+                request.recipient_id, request.device_id, request.reason, request.provider_timestamp
+            )
+        except StoreUnavailableError as exc:
+            raise ApplicationError(str(exc), type="StoreUnavailable") from None

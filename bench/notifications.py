@@ -31,7 +31,7 @@ from temporalio.worker import Worker
 
 from bench.baseline import RECEIVED, BaselineWorkflow, noop
 from tidings import search_attributes as sa
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.settings import Settings
 from tidings.starters.client import TidingsClient
@@ -99,7 +99,7 @@ async def main(count: int, concurrency: int, rounds: int, workdir: Path) -> None
         on_request=lambda r: received_by_endpoint.__setitem__(r.query.removeprefix("k="), r.received_at)
     ).start()
     settings = Settings.model_validate({"store": {"sqlite_path": workdir / "bench.sqlite3"}})
-    store = SqliteSubscriberStore(settings.store.sqlite_path)
+    store = await SqliteStore.open(settings.store.sqlite_path)
     client = env.client
     tidings = TidingsClient(client, task_queue="bench-tidings", eager_start=True)
     results: dict[str, list[Figures]] = {"tidings": [], "baseline": []}
@@ -137,7 +137,7 @@ async def main(count: int, concurrency: int, rounds: int, workdir: Path) -> None
                     events = await history_length(client, wid)
                     results[name].append(Figures(name, count, seconds, latencies, events))
     finally:
-        store.close()
+        await store.aclose()
         await endpoint.stop()
         await env.shutdown()
     report(results, count, concurrency)

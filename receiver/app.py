@@ -20,7 +20,6 @@ A receipt for a notification that has already finished is kept (`ReceiptLog`), n
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import html
 import logging
@@ -39,8 +38,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from twilio.request_validator import RequestValidator
 
-from tidings.activities.store.base import SubscriberStore
-from tidings.activities.store.receipts import ReceiptLog
+from tidings.activities.store.base import ReceiptLog, SubscriberStore
 from tidings.links import InvalidToken, Purpose, canonical_payload, verify_token
 from tidings.models import DeliveryReceipt, Engagement, EngagementKind, ReceiptStatus
 from tidings.settings import Settings
@@ -155,7 +153,7 @@ class Receiver:
         if status is None or not workflow_id:
             return Response(status_code=204)
         sid = params.get("MessageSid", "")
-        if not self._log.first_sighting(f"twilio:{sid}:{status.value}"):
+        if not await self._log.first_sighting(f"twilio:{sid}:{status.value}"):
             return Response(status_code=204)  # a retried or replayed callback
         receipt = DeliveryReceipt(
             delivery_id=request.query_params.get("d"),
@@ -187,7 +185,7 @@ class Receiver:
         if not payload:
             return JSONResponse({"error": "invalid token"}, status_code=403)
         key = event_replay_key(payload, report.kind)
-        if not await asyncio.to_thread(self._log.first_sighting, key):
+        if not await self._log.first_sighting(key):
             return Response(status_code=204)  # an app's retry or a replay: already signalled
         event = Engagement(
             kind=EngagementKind(report.kind), delivery_id=payload.get("d"), at=datetime.now(UTC)
@@ -196,7 +194,7 @@ class Receiver:
             await self._signal(str(payload.get("w")), "engagement", event)
         except BaseException:
             # not signalled (Temporal unreachable): the app's retry must not pass for a replay
-            await asyncio.to_thread(self._log.forget, key)
+            await self._log.forget(key)
             raise
         return Response(status_code=204)
 
@@ -212,12 +210,12 @@ class Receiver:
             button = '<button name="List-Unsubscribe" value="One-Click">Unsubscribe</button>'
             form = f'<form method="post">{button}</form>'
             return HTMLResponse(f"<p>Stop {html.escape(category)} messages?</p>{form}")
-        recipient = await asyncio.to_thread(self._store.get, recipient_id)
+        recipient = await self._store.get(recipient_id)
         if recipient is None:
             return Response("unknown link", status_code=404)
         prefs = recipient.preferences.model_copy(deep=True)
         prefs.opted_out_categories.add(category)
-        await asyncio.to_thread(self._store.set_preferences, recipient_id, prefs)
+        await self._store.set_preferences(recipient_id, prefs)
         return HTMLResponse(f"<p>You will no longer get {html.escape(category)} messages.</p>")
 
     def _verified(self, token: str, purpose: Purpose) -> dict[str, Any] | None:
@@ -237,7 +235,7 @@ class Receiver:
             if exc.status is not RPCStatusCode.NOT_FOUND:
                 raise
             if late is not None:
-                self._log.keep_late(workflow_id, late)
+                await self._log.keep_late(workflow_id, late)
             log.info("%s for finished notification %s kept", name, workflow_id)
 
 
@@ -253,15 +251,15 @@ async def run_receiver(settings: Settings) -> None:
     """Serve the receiver with uvicorn until interrupted (`tidings receiver`)."""
     import uvicorn
 
-    from tidings.activities.store.sqlite import SqliteSubscriberStore
+    from tidings.activities.store.factory import open_store
     from tidings.workers.worker import connect
 
-    store = SqliteSubscriberStore(settings.store.sqlite_path)
+    store = await open_store(settings.store)
     try:
-        receiver = Receiver(settings, await connect(settings), ReceiptLog.beside(store), store)
+        receiver = Receiver(settings, await connect(settings), store.receipts, store)
         config = uvicorn.Config(
             receiver.app(), host=settings.receiver.host, port=settings.receiver.port, log_level="warning"
         )
         await uvicorn.Server(config).serve()
     finally:
-        store.close()
+        await store.aclose()

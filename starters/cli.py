@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
@@ -31,12 +31,11 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
-from tidings.activities.store.base import UnknownRecipientError
-from tidings.activities.store.receipts import ReceiptLog
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.base import Store, UnknownRecipientError
+from tidings.activities.store.factory import open_store
 from tidings.models import Channel, Device, NotificationState, Phase, Preferences, QuietHours, Recipient
 from tidings.settings import Settings, SettingsError, load_settings
-from tidings.starters import inbox, template_commands, vapid
+from tidings.starters import inbox, store_commands, template_commands, vapid
 from tidings.starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
@@ -167,8 +166,8 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     client = await TidingsClient.connect(settings)
     state: NotificationState = await client.status(args.id)
     output = state.model_dump(mode="json")
-    with _store(settings) as store:
-        late = ReceiptLog.beside(store).late_receipts(state.workflow_id)
+    async with _store(settings) as store:
+        late = await store.receipts.late_receipts(state.workflow_id)
     if late:
         output["late_receipts"] = [r.model_dump(mode="json") for r in late]
     _print_json(output)
@@ -252,17 +251,17 @@ async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- subscribers
 
 
-@contextlib.contextmanager
-def _store(settings: Settings) -> Iterator[SqliteSubscriberStore]:
-    store = SqliteSubscriberStore(settings.store.sqlite_path)
+@contextlib.asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[Store]:
+    store = await open_store(settings.store)
     try:
         yield store
     finally:
-        store.close()
+        await store.aclose()
 
 
-def _existing(store: SqliteSubscriberStore, recipient_id: str) -> Recipient:
-    recipient = store.get(recipient_id)
+async def _existing(store: Store, recipient_id: str) -> Recipient:
+    recipient = await store.get(recipient_id)
     if recipient is None:
         raise UnknownRecipientError(recipient_id)
     return recipient
@@ -280,9 +279,9 @@ _PROFILE_FIELDS = (
 )
 
 
-def cmd_subscriber_add(args: argparse.Namespace, settings: Settings, *, update: bool) -> int:
-    with _store(settings) as store:
-        current = _existing(store, args.id) if update else store.get(args.id)
+async def cmd_subscriber_add(args: argparse.Namespace, settings: Settings, *, update: bool) -> int:
+    async with _store(settings) as store:
+        current = await _existing(store, args.id) if update else await store.get(args.id)
         if not update and current is not None:
             raise UsageError(f"subscriber {args.id!r} exists; use `tidings subscriber update`")
         values = current.model_dump() if current else {"id": args.id}
@@ -290,14 +289,14 @@ def cmd_subscriber_add(args: argparse.Namespace, settings: Settings, *, update: 
         if args.webhook_url is not None:
             values["webhook_disabled"] = None  # a new (or re-confirmed) endpoint starts enabled
         recipient = Recipient.model_validate(values)
-        store.put(recipient)
+        await store.put(recipient)
     _print_json(recipient.model_dump(mode="json"))
     return 0
 
 
-def cmd_subscriber_show(args: argparse.Namespace, settings: Settings) -> int:
-    with _store(settings) as store:
-        recipient = _existing(store, args.id)
+async def cmd_subscriber_show(args: argparse.Namespace, settings: Settings) -> int:
+    async with _store(settings) as store:
+        recipient = await _existing(store, args.id)
     _print_json(recipient.model_dump(mode="json"))
     return 0
 
@@ -323,11 +322,11 @@ def category_channel(spec: str, flag: str) -> tuple[str, Channel]:
         raise UsageError(f"{flag}: unknown channel {channel!r} in {spec!r}; channels: {channels}") from None
 
 
-def cmd_subscriber_preferences(args: argparse.Namespace, settings: Settings) -> int:
+async def cmd_subscriber_preferences(args: argparse.Namespace, settings: Settings) -> int:
     opt_out = [category_channel(s, "--opt-out-category-channel") for s in args.opt_out_category_channel or []]
     opt_in = [category_channel(s, "--opt-in-category-channel") for s in args.opt_in_category_channel or []]
-    with _store(settings) as store:
-        prefs = _existing(store, args.id).preferences.model_copy(deep=True)
+    async with _store(settings) as store:
+        prefs = (await _existing(store, args.id)).preferences.model_copy(deep=True)
         prefs.opted_out_channels |= {Channel(c) for c in args.opt_out_channel or []}
         prefs.opted_out_channels -= {Channel(c) for c in args.opt_in_channel or []}
         prefs.opted_out_categories |= set(args.opt_out_category or [])
@@ -343,12 +342,12 @@ def cmd_subscriber_preferences(args: argparse.Namespace, settings: Settings) -> 
             prefs.quiet_hours = _quiet_hours(args.quiet_hours)
         if args.no_quiet_hours:
             prefs.quiet_hours = None
-        updated = store.set_preferences(args.id, Preferences.model_validate(prefs.model_dump()))
+        updated = await store.set_preferences(args.id, Preferences.model_validate(prefs.model_dump()))
     _print_json(updated.preferences.model_dump(mode="json"))
     return 0
 
 
-def cmd_subscriber_add_device(args: argparse.Namespace, settings: Settings) -> int:
+async def cmd_subscriber_add_device(args: argparse.Namespace, settings: Settings) -> int:
     device = Device.model_validate(
         {
             "id": args.device_id,
@@ -360,15 +359,15 @@ def cmd_subscriber_add_device(args: argparse.Namespace, settings: Settings) -> i
             else None,
         }
     )
-    with _store(settings) as store:
-        recipient = store.add_device(args.id, device)
+    async with _store(settings) as store:
+        recipient = await store.add_device(args.id, device)
     _print_json([d.model_dump(mode="json") for d in recipient.devices])
     return 0
 
 
-def cmd_subscriber_remove_device(args: argparse.Namespace, settings: Settings) -> int:
-    with _store(settings) as store:
-        recipient = store.remove_device(args.id, args.device_id)
+async def cmd_subscriber_remove_device(args: argparse.Namespace, settings: Settings) -> int:
+    async with _store(settings) as store:
+        recipient = await store.remove_device(args.id, args.device_id)
     _print_json([d.model_dump(mode="json") for d in recipient.devices])
     return 0
 
@@ -468,13 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = subscriber.add_parser("add", help="add a subscriber")
     _add_profile_options(add)
-    add.set_defaults(sync=lambda a, s: cmd_subscriber_add(a, s, update=False))
+    add.set_defaults(run=lambda a, s: cmd_subscriber_add(a, s, update=False))
     update = subscriber.add_parser("update", help="change a subscriber's profile")
     _add_profile_options(update)
-    update.set_defaults(sync=lambda a, s: cmd_subscriber_add(a, s, update=True))
+    update.set_defaults(run=lambda a, s: cmd_subscriber_add(a, s, update=True))
     show = subscriber.add_parser("show", help="print a subscriber as JSON")
     show.add_argument("id")
-    show.set_defaults(sync=cmd_subscriber_show)
+    show.set_defaults(run=cmd_subscriber_show)
     prefs = subscriber.add_parser("preferences", help="opt-outs and quiet hours")
     prefs.add_argument("id")
     channels = [c.value for c in Channel]
@@ -496,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prefs.add_argument("--quiet-hours", metavar="HH:MM-HH:MM", help="in the subscriber's time zone")
     prefs.add_argument("--no-quiet-hours", action="store_true")
-    prefs.set_defaults(sync=cmd_subscriber_preferences)
+    prefs.set_defaults(run=cmd_subscriber_preferences)
     add_device = subscriber.add_parser("add-device", help="register a device or browser subscription")
     add_device.add_argument("id")
     add_device.add_argument("device_id")
@@ -504,13 +503,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_device.add_argument("--token", help="FCM registration token or APNs device token")
     add_device.add_argument("--app", help="APNs topic (bundle id) or app name")
     add_device.add_argument("--subscription", metavar="FILE", help="Web Push subscription JSON")
-    add_device.set_defaults(sync=cmd_subscriber_add_device)
+    add_device.set_defaults(run=cmd_subscriber_add_device)
     remove_device = subscriber.add_parser("remove-device", help="forget a device")
     remove_device.add_argument("id")
     remove_device.add_argument("device_id")
-    remove_device.set_defaults(sync=cmd_subscriber_remove_device)
+    remove_device.set_defaults(run=cmd_subscriber_remove_device)
 
     inbox.register(sub)
+    store_commands.register(sub)
     template_commands.register(sub)
     vapid.register(sub)
     return parser

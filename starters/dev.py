@@ -43,8 +43,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from temporalio.client import Client
 
-from tidings.activities.store.receipts import ReceiptLog
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.factory import open_store
 from tidings.models import Recipient
 from tidings.receiver.app import Receiver
 from tidings.sandbox.apns import ApnsSandbox
@@ -316,12 +315,12 @@ def dev_settings(
 async def send_demo(settings: Settings) -> None:
     from tidings.starters.client import TidingsClient
 
-    store = SqliteSubscriberStore(settings.store.sqlite_path)
+    store = await open_store(settings.store)
     try:
-        if store.get("demo-user") is None:
-            store.put(Recipient(id="demo-user", name="Demo User", email="demo@tidings.localhost"))
+        if await store.get("demo-user") is None:
+            await store.put(Recipient(id="demo-user", name="Demo User", email="demo@tidings.localhost"))
     finally:
-        store.close()
+        await store.aclose()
     client = await TidingsClient.connect(settings)
     [handle] = await client.send(
         {
@@ -401,9 +400,9 @@ async def _run_stack(
         settings = dev_settings(settings, data_dir, port, smtp, push)
         slack_example = messaging.pop("slack_webhook_example")
         settings = Settings.model_validate({**settings.model_dump(), **messaging})
-        store = SqliteSubscriberStore(settings.store.sqlite_path)
+        store = await open_store(settings.store)
         receiver = UvicornServer(
-            Receiver(settings, client, ReceiptLog.beside(store), store).app(), port=settings.receiver.port
+            Receiver(settings, client, store.receipts, store).app(), port=settings.receiver.port
         )
         try:
             await receiver.start()
@@ -432,5 +431,5 @@ async def _run_stack(
             await worker
         finally:
             await receiver.stop()
-            store.close()
+            await store.aclose()
             smtp.stop()

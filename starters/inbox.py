@@ -8,7 +8,6 @@ the read state is still kept in the inbox.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -16,7 +15,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from tidings.activities.inbox import InboxMessage, InboxStore
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.factory import open_store
 from tidings.models import Engagement, EngagementKind
 from tidings.settings import Settings
 
@@ -25,7 +24,7 @@ async def mark_read(
     client: Client, inbox: InboxStore, delivery_id: str, read: bool = True
 ) -> tuple[InboxMessage, bool]:
     """Mark a message read (or unread); returns it and whether its workflow was told."""
-    message = await asyncio.to_thread(inbox.mark_read, delivery_id, read)
+    message = await inbox.mark_read(delivery_id, read)
     if not read:
         return message, False
     event = Engagement(kind=EngagementKind.read, delivery_id=delivery_id, at=datetime.now(UTC))
@@ -45,33 +44,32 @@ def _print(value: object) -> None:
 async def _cmd_read(args: argparse.Namespace, settings: Settings) -> int:
     from tidings.workers.worker import connect
 
-    store = SqliteSubscriberStore(settings.store.sqlite_path)
+    store = await open_store(settings.store)
     try:
         client = await connect(settings)
-        message, told = await mark_read(
-            client, InboxStore.beside(store), args.delivery_id, args.command_name == "read"
-        )
+        message, told = await mark_read(client, store.inbox, args.delivery_id, args.command_name == "read")
     finally:
-        store.close()
+        await store.aclose()
     _print({"message": message.model_dump(mode="json"), "notification_signalled": told})
     return 0
 
 
-def _cmd_local(args: argparse.Namespace, settings: Settings) -> int:
-    store = SqliteSubscriberStore(settings.store.sqlite_path)
+async def _cmd_local(args: argparse.Namespace, settings: Settings) -> int:
+    store = await open_store(settings.store)
     try:
-        inbox = InboxStore.beside(store)
+        inbox = store.inbox
         if args.inbox_command == "list":
-            messages = inbox.list(
+            messages = await inbox.list(
                 args.recipient_id, page=args.page, page_size=args.page_size, include_archived=args.all
             )
             _print([m.model_dump(mode="json") for m in messages])
         elif args.inbox_command == "count":
-            _print({"recipient_id": args.recipient_id, "unread": inbox.unread_count(args.recipient_id)})
+            count = await inbox.unread_count(args.recipient_id)
+            _print({"recipient_id": args.recipient_id, "unread": count})
         else:
-            _print(inbox.archive(args.delivery_id).model_dump(mode="json"))
+            _print((await inbox.archive(args.delivery_id)).model_dump(mode="json"))
     finally:
-        store.close()
+        await store.aclose()
     return 0
 
 
@@ -84,13 +82,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--page", type=int, default=1)
     listing.add_argument("--page-size", dest="page_size", type=int, default=20)
     listing.add_argument("--all", action="store_true", help="include archived messages")
-    listing.set_defaults(sync=_cmd_local)
+    listing.set_defaults(run=_cmd_local)
     count = inbox.add_parser("count", help="unread messages")
     count.add_argument("recipient_id")
-    count.set_defaults(sync=_cmd_local)
+    count.set_defaults(run=_cmd_local)
     archive = inbox.add_parser("archive", help="hide a message from the inbox")
     archive.add_argument("delivery_id")
-    archive.set_defaults(sync=_cmd_local)
+    archive.set_defaults(run=_cmd_local)
     for name, text in (("read", "mark read (and tell its notification)"), ("unread", "mark unread")):
         command = inbox.add_parser(name, help=text)
         command.add_argument("delivery_id")

@@ -7,12 +7,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -22,7 +23,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from tidings import search_attributes
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.base import Store
+from tidings.activities.store.postgres import PostgresStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Channel, RetrySpec
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.sandbox.smtp import SmtpSink
@@ -31,7 +34,10 @@ from tidings.starters.client import TidingsClient
 from tidings.workers.worker import running_worker, workflow_runner
 from tidings.workflows.notification import NotificationWorkflow
 
-pytest_plugins = ["tests.push_fixtures"]
+if TYPE_CHECKING:
+    from tests.postgres_fixture import PostgresServer
+
+pytest_plugins = ["tests.push_fixtures", "tests.postgres_fixture"]
 
 BIN_DIR = Path(sys.executable).parent
 TEMPORAL_CLI = BIN_DIR / "temporal"
@@ -70,13 +76,25 @@ async def server_now(ts_env: WorkflowEnvironment) -> datetime:
     return (await ts_env.get_current_time()).astimezone(UTC)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteSubscriberStore]:
-    s = SqliteSubscriberStore(tmp_path / "subscribers.sqlite3")
+@pytest_asyncio.fixture
+async def store(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Store]:
+    """The worker's store: SQLite, or with TIDINGS_TEST_STORE=postgres a fresh PostgreSQL database
+    (then `tidings` commands the tests run use it too, through TIDINGS_STORE__*)."""
+    s: Store
+    if os.environ.get("TIDINGS_TEST_STORE") == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        dsn = await server.create_database()
+        monkeypatch.setenv("TIDINGS_STORE__BACKEND", "postgres")
+        monkeypatch.setenv("TIDINGS_STORE__DSN", dsn)
+        s = await PostgresStore.open(dsn)
+    else:
+        s = await SqliteStore.open(tmp_path / "subscribers.sqlite3")
     try:
         yield s
     finally:
-        s.close()
+        await s.aclose()
 
 
 @pytest.fixture
@@ -145,7 +163,7 @@ async def assert_histories_replay(client: Client, workflow_ids: list[str]) -> No
 
 @pytest_asyncio.fixture
 async def tidings(
-    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore
+    ts_env: WorkflowEnvironment, settings: Settings, store: Store
 ) -> AsyncIterator[TidingsClient]:
     task_queue = f"test-{uuid.uuid4().hex[:8]}"
     started = StartedWorkflows()

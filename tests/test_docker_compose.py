@@ -45,7 +45,9 @@ def settings_field_exists(variable: str) -> bool:
 
 def test_services_and_ports(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert {"postgresql", "temporal", "temporal-ui", "worker", "receiver"} <= set(services)
+    assert {"postgresql", "tidings-database", "temporal", "temporal-ui", "worker", "receiver"} <= set(
+        services
+    )
     assert "7233:7233" in services["temporal"]["ports"]
     assert "8080:8080" in services["temporal-ui"]["ports"]
     assert services["temporal"]["environment"]["DB"] == "postgres12"
@@ -74,8 +76,39 @@ def test_search_attributes_are_registered(compose: dict[str, Any]) -> None:
 
 def test_no_secret_values_in_the_file() -> None:
     text = COMPOSE.read_text()
+    assert "${TIDINGS_DB_PASSWORD:-" in text  # the store's password, from the environment
     for variable in ("SMTP_PASSWORD", "TWILIO_AUTH_TOKEN", "SLACK_BOT_TOKEN", "VAPID_PRIVATE_KEY"):
         assert f"${{{variable}:-}}" in text  # taken from the environment, empty by default
+
+
+def test_worker_and_receiver_share_a_postgresql_store(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    dsns = set()
+    for name in ("worker", "receiver"):
+        env = services[name]["environment"]
+        assert env["TIDINGS_STORE__BACKEND"] == "postgres"
+        assert "TIDINGS_STORE__SQLITE_PATH" not in env
+        settings = Settings.model_validate(
+            {"store": {"backend": "postgres", "dsn": env["TIDINGS_STORE__DSN"]}}
+        )
+        assert settings.store.dsn is not None
+        dsns.add(settings.store.dsn.get_secret_value())
+        assert (
+            services[name]["depends_on"]["tidings-database"]["condition"] == "service_completed_successfully"
+        )
+        assert not any(str(v).endswith(":/data") for v in services[name].get("volumes", []))
+    [dsn] = dsns  # one database for both
+    # the PostgreSQL service Temporal uses, a database of its own, the password from the environment
+    assert dsn.startswith("postgresql://tidings:${TIDINGS_DB_PASSWORD:-tidings}@postgresql:5432/tidings")
+    assert dsn.rsplit("/", 1)[1] != services["temporal"]["environment"]["POSTGRES_USER"]
+    assert "CREATE DATABASE tidings" in " ".join(services["tidings-database"]["command"])
+
+
+def test_the_worker_scales(compose: dict[str, Any]) -> None:
+    """`docker compose up --scale worker=3`: no fixed name, no published port, no local state."""
+    worker = compose["services"]["worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    assert [v for v in worker.get("volumes", []) if not str(v).endswith(":ro")] == []
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import BIN_DIR, TEMPORAL_CLI
 from tidings import search_attributes as sa
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase
 from tidings.sandbox.http_endpoint import HttpEndpoint, ScriptedResponse
 from tidings.sandbox.smtp import SmtpSink
@@ -54,7 +54,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest_asyncio.fixture
 async def live(
-    dev_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore
+    dev_env: WorkflowEnvironment, settings: Settings, store: SqliteStore
 ) -> AsyncIterator[TidingsClient]:
     async with running_worker(dev_env.client, settings, store):
         yield TidingsClient(dev_env.client, task_queue=settings.temporal.task_queue)
@@ -250,7 +250,7 @@ async def test_cli_send_status_and_worker_graceful_shutdown(
 async def test_cli_exit_codes_say_the_outcome(
     dev_env: WorkflowEnvironment,
     settings: Settings,
-    store: SqliteSubscriberStore,
+    store: SqliteStore,
     smtp_sink: SmtpSink,
     tmp_path: Path,
 ) -> None:

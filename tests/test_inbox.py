@@ -9,9 +9,12 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import BIN_DIR
-from tidings.activities.inbox import InboxMessage, InboxStore
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.inbox import InboxMessage
+from tidings.activities.store.base import Store
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import DeliveryStatus, Phase
 from tidings.sandbox.smtp import SmtpSink
 from tidings.starters.client import TidingsClient
@@ -25,24 +28,27 @@ def message(delivery_id: str, minutes_ago: int, recipient: str = "u1") -> InboxM
     )  # fmt: skip
 
 
-def test_listing_order_paging_and_counts(store: SqliteSubscriberStore) -> None:
-    inbox = InboxStore.beside(store)
+async def test_listing_order_paging_and_counts(any_store: Store) -> None:
+    inbox = any_store.inbox
     for i, age in enumerate([30, 20, 10, 5]):
-        assert inbox.add(message(f"d{i}", age))
-    assert not inbox.add(message("d0", 30))  # a retry stores nothing twice
-    inbox.add(message("other", 1, recipient="u2"))
-    inbox.mark_read("d3")
-    inbox.archive("d0")
-    assert [m.delivery_id for m in inbox.list("u1")] == ["d2", "d1", "d3"]  # unread first, newest first
-    assert [m.delivery_id for m in inbox.list("u1", page=2, page_size=2)] == ["d3"]
-    assert [m.delivery_id for m in inbox.list("u1", include_archived=True)] == ["d2", "d1", "d0", "d3"]
-    assert inbox.unread_count("u1") == 2
-    inbox.mark_read("d3", read=False)
-    assert inbox.unread_count("u1") == 3
+        assert await inbox.add(message(f"d{i}", age))
+    assert not await inbox.add(message("d0", 30))  # a retry stores nothing twice
+    await inbox.add(message("other", 1, recipient="u2"))
+    await inbox.mark_read("d3")
+    await inbox.archive("d0")
+    assert [m.delivery_id for m in await inbox.list("u1")] == ["d2", "d1", "d3"]  # unread first, newest first
+    assert [m.delivery_id for m in await inbox.list("u1", page=2, page_size=2)] == ["d3"]
+    listed = await inbox.list("u1", include_archived=True)
+    assert [m.delivery_id for m in listed] == ["d2", "d1", "d0", "d3"]
+    assert await inbox.unread_count("u1") == 2
+    await inbox.mark_read("d3", read=False)
+    assert await inbox.unread_count("u1") == 3
+    with pytest.raises(LookupError, match="no inbox message"):
+        await inbox.mark_read("missing")
 
 
 async def test_in_app_delivery_and_read_stops_escalation(
-    tidings: TidingsClient, store: SqliteSubscriberStore, smtp_sink: SmtpSink
+    tidings: TidingsClient, store: SqliteStore, smtp_sink: SmtpSink
 ) -> None:
     [handle] = await tidings.send(
         {
@@ -52,13 +58,13 @@ async def test_in_app_delivery_and_read_stops_escalation(
             "content": {"title": "New comment", "body": "on your post", "url": "https://example.com/p/1"},
         }
     )
-    inbox = InboxStore.beside(store)
+    inbox = store.inbox
     for _ in range(200):
         state = await handle.status()
         if state.destinations and state.destinations[0].status is DeliveryStatus.sent:
             break
         await asyncio.sleep(0.05)
-    [stored] = inbox.list("reader")
+    [stored] = await inbox.list("reader")
     assert stored.title == "New comment" and stored.url == "https://example.com/p/1"
     assert stored.delivery_id == state.destinations[0].delivery_id
     read, told = await mark_read(tidings.client, inbox, stored.delivery_id)
@@ -70,13 +76,13 @@ async def test_in_app_delivery_and_read_stops_escalation(
     assert not smtp_sink.received
     # after the notification finished, the read state is still kept
     _, told = await mark_read(tidings.client, inbox, stored.delivery_id, read=False)
-    assert not told and inbox.unread_count("reader") == 1
+    assert not told and await inbox.unread_count("reader") == 1
 
 
-def test_inbox_cli(tmp_path: Path) -> None:
-    store = SqliteSubscriberStore(tmp_path / "s.sqlite3")
-    InboxStore.beside(store).add(message("d1", 1))
-    store.close()
+async def test_inbox_cli(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "s.sqlite3")
+    await store.inbox.add(message("d1", 1))
+    await store.aclose()
     env = {**os.environ, "TIDINGS_STORE__SQLITE_PATH": str(tmp_path / "s.sqlite3")}
 
     def run(*args: str) -> object:

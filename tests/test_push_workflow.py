@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import DeliveryStatus, Phase, Recipient
 from tidings.sandbox.apns import ApnsSandbox
 from tidings.sandbox.fcm import FcmSandbox
@@ -25,12 +25,12 @@ APNS_TOKEN = "ab12" * 16
 async def push(
     ts_env: WorkflowEnvironment,
     settings: Settings,
-    store: SqliteSubscriberStore,
+    store: SqliteStore,
     fcm_sandbox: tuple[FcmSandbox, FcmSettings],
     apns_sandbox: tuple[ApnsSandbox, ApnsSettings],
 ) -> AsyncIterator[TidingsClient]:
     configured = settings.model_copy(update={"fcm": fcm_sandbox[1], "apns": apns_sandbox[1]})
-    store.put(
+    await store.put(
         Recipient.model_validate(
             {
                 "id": "phone-user",
@@ -97,7 +97,7 @@ async def test_retries_never_resend_to_a_device_that_accepted(
 
 async def test_dead_tokens_are_deactivated_and_push_falls_back(
     push: TidingsClient,
-    store: SqliteSubscriberStore,
+    store: SqliteStore,
     smtp_sink: SmtpSink,
     fcm_sandbox: tuple[FcmSandbox, FcmSettings],
     apns_sandbox: tuple[ApnsSandbox, ApnsSettings],
@@ -121,7 +121,7 @@ async def test_dead_tokens_are_deactivated_and_push_falls_back(
     assert email.status is DeliveryStatus.sent and email.fallback_from == "push"
     assert email.fallback_reason is not None and "UNREGISTERED" in email.fallback_reason
     assert len(smtp_sink.received) == 1
-    recipient = store.get("phone-user")
+    recipient = await store.get("phone-user")
     assert recipient is not None
     assert {d.id: d.active for d in recipient.devices} == {"pixel": False, "tablet": False, "iphone": False}
     assert sum("deactivated" in e.message for e in state.events) == 3
@@ -160,7 +160,7 @@ async def test_throttled_apns_waits_for_retry_after(
 async def test_push_success_all_needs_every_device(
     ts_env: WorkflowEnvironment,
     settings: Settings,
-    store: SqliteSubscriberStore,
+    store: SqliteStore,
     smtp_sink: SmtpSink,
     fcm_sandbox: tuple[FcmSandbox, FcmSettings],
     apns_sandbox: tuple[ApnsSandbox, ApnsSettings],
@@ -168,7 +168,8 @@ async def test_push_success_all_needs_every_device(
     fcm, fcm_settings = fcm_sandbox
     strict = settings.model_copy(update={"fcm": fcm_settings, "apns": apns_sandbox[1], "push_success": "all"})
     devices = [{"id": name, "platform": "fcm", "token": f"fcm-{name}"} for name in ("a", "b")]
-    store.put(Recipient.model_validate({"id": "two-phones", "email": "t@example.com", "devices": devices}))
+    two_phones = {"id": "two-phones", "email": "t@example.com", "devices": devices}
+    await store.put(Recipient.model_validate(two_phones))
     fcm.fail("fcm-b", 404, "UNREGISTERED")
     queue = f"push-all-{uuid.uuid4().hex[:8]}"
     async with running_worker(ts_env.client, strict, store, task_queue=queue):

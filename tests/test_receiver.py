@@ -16,8 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import BIN_DIR
 from tidings.activities.inbox import InboxStore
-from tidings.activities.store.receipts import ReceiptLog
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.base import ReceiptLog
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.links import Purpose, event_token, sign_token
 from tidings.models import DeliveryStatus, Phase
 from tidings.receiver.app import Receiver
@@ -45,9 +45,7 @@ class Stack:
 
 
 @pytest_asyncio.fixture
-async def stack(
-    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore
-) -> AsyncIterator[Stack]:
+async def stack(ts_env: WorkflowEnvironment, settings: Settings, store: SqliteStore) -> AsyncIterator[Stack]:
     twilio = await TwilioSandbox(SID, TOKEN).start()
     port = free_port()
     public = f"http://127.0.0.1:{port}"
@@ -63,14 +61,14 @@ async def stack(
             "receiver": {"public_url": public, "link_signing_key": LINK_KEY},
         }
     )
-    log = ReceiptLog.beside(store)
+    log = store.receipts
     server = UvicornServer(Receiver(configured, ts_env.client, log).app(), port=port)
     await server.start()
     try:
         async with running_worker(ts_env.client, configured, store, task_queue="receiver-tests"):
             yield Stack(
                 TidingsClient(ts_env.client, task_queue="receiver-tests"), twilio, public, log,
-                InboxStore.beside(store), ts_env.client.service_client.config.target_host,
+                store.inbox, ts_env.client.service_client.config.target_host,
                 configured.store.sqlite_path,
             )  # fmt: skip
     finally:
@@ -128,7 +126,7 @@ async def test_twilio_callbacks_valid_forged_replayed_and_late(stack: Stack, smt
     assert [d.channel.value for d in state.destinations] == ["sms", "email"]
     late = await stack.twilio.send_status_callback(message["sid"], "read")
     assert late.status_code == 204
-    [kept] = stack.log.late_receipts(handle.workflow_id)
+    [kept] = await stack.log.late_receipts(handle.workflow_id)
     assert kept.status == "read" and kept.provider_message_id == message["sid"]
 
     # and `tidings status` shows it beside the final state
@@ -149,7 +147,7 @@ async def test_click_redirects_only_where_we_linked_and_stops_escalation(
 ) -> None:
     [handle] = await stack.tidings.send(escalating("in-app-click", "in_app"))
     delivery_id = await first_sent(handle)
-    [stored] = stack.inbox.list("r1")
+    [stored] = await stack.inbox.list("r1")
     assert stored.url is not None and stored.url.startswith(f"{stack.receiver_url}/c/")
     async with httpx.AsyncClient() as client:
         click = await client.get(stored.url)
@@ -189,7 +187,7 @@ async def test_a_click_token_posted_to_events_is_refused_and_signals_nothing(
     """The click token is in every tracked message; as an "opened" report it would stop escalation."""
     [handle] = await stack.tidings.send(escalating("click-as-event", "in_app"))
     await first_sent(handle)
-    [stored] = stack.inbox.list("r1")
+    [stored] = await stack.inbox.list("r1")
     assert stored.url is not None
     click_token = stored.url.rsplit("/c/", 1)[1]
     async with httpx.AsyncClient() as client:

@@ -7,7 +7,6 @@ notification (signals counted in its state) are in test_receiver.py.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -25,8 +24,8 @@ from hypothesis import strategies as st
 from temporalio.testing import WorkflowEnvironment
 from twilio.request_validator import RequestValidator
 
-from tidings.activities.store.receipts import ReceiptLog
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.base import ReceiptLog
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.links import click_url, event_token, unsubscribe_url
 from tidings.models import Recipient
 from tidings.receiver.app import MAX_BODY_BYTES, Receiver
@@ -42,7 +41,7 @@ GONE = "notification-long-gone"  # no such workflow: signals to it are kept as l
 class Target:
     client: httpx.AsyncClient
     log: ReceiptLog
-    store: SqliteSubscriberStore
+    store: SqliteStore
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -50,7 +49,7 @@ async def target(
     ts_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Target]:
     """One receiver for the module (hypothesis runs many examples against it)."""
-    store = SqliteSubscriberStore(tmp_path_factory.mktemp("receiver") / "subscribers.sqlite3")
+    store = await SqliteStore.open(tmp_path_factory.mktemp("receiver") / "subscribers.sqlite3")
     configured = Settings.model_validate(
         {
             "store": {"sqlite_path": store.path},
@@ -58,14 +57,14 @@ async def target(
             "receiver": {"public_url": PUBLIC, "link_signing_key": LINK_KEY.decode()},
         }
     )
-    log = ReceiptLog.beside(store)
+    log = store.receipts
     app = Receiver(configured, ts_env.client, log, store).app()
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url=PUBLIC) as client:
             yield Target(client, log, store)
     finally:
-        store.close()
+        await store.aclose()
 
 
 def legacy_token(payload: dict[str, str], key: bytes = LINK_KEY) -> str:
@@ -154,7 +153,7 @@ async def test_a_signed_callback_with_an_empty_parameter_is_accepted(target: Tar
         callback_url(), data=params, headers={"X-Twilio-Signature": signature}
     )
     assert response.status_code == 204
-    [kept] = target.log.late_receipts(GONE)  # the notification has finished: the receipt is kept
+    [kept] = await target.log.late_receipts(GONE)  # the notification has finished: the receipt is kept
     assert kept.provider_message_id == "SMempty" and kept.status == "undelivered" and kept.error_code is None
 
 
@@ -166,7 +165,7 @@ async def test_an_empty_parameter_added_after_signing_is_forged(target: Target) 
         callback_url(), data={**params, "ErrorCode": ""}, headers={"X-Twilio-Signature": signature}
     )
     assert response.status_code == 403
-    assert [r.provider_message_id for r in target.log.late_receipts(GONE)] != ["SMadded"]
+    assert [r.provider_message_id for r in await target.log.late_receipts(GONE)] != ["SMadded"]
 
 
 # --- app events -----------------------------------------------------------------------------
@@ -220,7 +219,7 @@ async def test_a_valid_event_is_accepted(target: Target) -> None:
 
 
 async def test_tokens_work_only_on_their_own_route(target: Target) -> None:
-    await asyncio.to_thread(target.store.put, Recipient(id="r-purpose", email="p@example.com"))
+    await target.store.put(Recipient(id="r-purpose", email="p@example.com"))
     click = click_url(PUBLIC, LINK_KEY, GONE, "delivery-1", "https://shop.example.com/o/1")
     click_token = click.rsplit("/c/", 1)[1]
     event = valid_event_token()
@@ -234,20 +233,20 @@ async def test_tokens_work_only_on_their_own_route(target: Target) -> None:
     for token in (click_token, event):
         assert (await target.client.get(f"/u/{token}")).status_code == 404
         assert (await target.client.post(f"/u/{token}")).status_code == 404
-    stored = await asyncio.to_thread(target.store.get, "r-purpose")
+    stored = await target.store.get("r-purpose")
     assert stored is not None and not stored.preferences.opted_out_categories
 
     # each on its own route still works
     assert (await target.client.get(f"/c/{click_token}")).status_code == 302
     done = await target.client.post(f"/u/{unsubscribe}", data={"List-Unsubscribe": "One-Click"})
     assert done.status_code == 200
-    stored = await asyncio.to_thread(target.store.get, "r-purpose")
+    stored = await target.store.get("r-purpose")
     assert stored is not None and stored.preferences.opted_out_categories == {"orders"}
 
 
 async def test_tokens_from_before_purposes_keep_working_where_they_belong(target: Target) -> None:
     """Links in emails already sent were signed without a purpose: accepted on their own route only."""
-    await asyncio.to_thread(target.store.put, Recipient(id="r-legacy", email="l@example.com"))
+    await target.store.put(Recipient(id="r-legacy", email="l@example.com"))
     click = legacy_token({"w": GONE, "d": "delivery-1", "u": "https://shop.example.com/o/2"})
     event = legacy_token({"w": GONE, "d": "delivery-2"})
     unsubscribe = legacy_token({"r": "r-legacy", "c": "news"})

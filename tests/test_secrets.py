@@ -10,7 +10,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import quick_retry
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Channel, NotificationState, Phase
 from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import Settings
@@ -29,7 +29,7 @@ async def send_with_password(
             "retry": {c: quick_retry(maximum_attempts=2) for c in Channel},
         }
     )
-    store = SqliteSubscriberStore(tmp_path / f"{uuid.uuid4().hex}.sqlite3")
+    store = await SqliteStore.open(tmp_path / f"{uuid.uuid4().hex}.sqlite3")
     queue = f"secrets-{uuid.uuid4().hex[:8]}"
     async with running_worker(env.client, settings, store, task_queue=queue):
         tidings = TidingsClient(env.client, task_queue=queue)
@@ -42,7 +42,7 @@ async def send_with_password(
         )
         state = await handle.result()
         history = await env.client.get_workflow_handle(handle.workflow_id).fetch_history()
-    store.close()
+    await store.aclose()
     return state, history.to_json().encode() + state.model_dump_json().encode()
 
 

@@ -17,7 +17,7 @@ from tidings.activities.providers.base import (
 )
 from tidings.activities.providers.slack import SlackProvider
 from tidings.activities.rendering import InlineRenderer
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Channel, Content, DeliveryInput, Destination, Phase, Priority, Recipient
 from tidings.sandbox.slack import SlackSandbox
 from tidings.settings import Settings, SlackSettings
@@ -120,7 +120,7 @@ async def test_webhook_errors_are_classified(
 
 
 async def test_slack_through_the_workflow_retries_after_429(
-    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore, slack: SlackSandbox
+    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteStore, slack: SlackSandbox
 ) -> None:
     slack.fail("T1/B1/abc", 429, "rate_limited", retry_after=30)
     queue = f"slack-{uuid.uuid4().hex[:8]}"

@@ -5,39 +5,40 @@ from pathlib import Path
 
 import pytest
 
-from tidings.activities.store.base import UnknownRecipientError
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.base import Store, UnknownRecipientError
 from tidings.models import Channel, Device, Preferences, Recipient
 from tidings.settings import SettingsError, load_settings
 
 
-def test_store_round_trip_and_devices(store: SqliteSubscriberStore) -> None:
-    store.put(Recipient(id="u1", email="u1@example.com", timezone="Europe/Berlin"))
-    store.add_device("u1", Device(id="phone", platform="fcm", token="tok-1"))
-    store.add_device("u1", Device(id="phone", platform="fcm", token="tok-2"))  # same id replaces
-    r = store.get("u1")
+async def test_store_round_trip_and_devices(any_store: Store) -> None:
+    store = any_store
+    await store.put(Recipient(id="u1", email="u1@example.com", timezone="Europe/Berlin"))
+    await store.add_device("u1", Device(id="phone", platform="fcm", token="tok-1"))
+    await store.add_device("u1", Device(id="phone", platform="fcm", token="tok-2"))  # same id replaces
+    r = await store.get("u1")
     assert r is not None and [d.token for d in r.devices] == ["tok-2"]
     assert r.devices[0].registered_at is not None
-    store.set_preferences("u1", Preferences(opted_out_channels={Channel.sms}))
-    assert store.get("u1").preferences.opted_out_channels == {Channel.sms}  # type: ignore[union-attr]
-    store.remove_device("u1", "phone")
-    assert store.get("u1").devices == []  # type: ignore[union-attr]
+    await store.set_preferences("u1", Preferences(opted_out_channels={Channel.sms}))
+    assert (await store.get("u1")).preferences.opted_out_channels == {Channel.sms}  # type: ignore[union-attr]
+    await store.remove_device("u1", "phone")
+    assert (await store.get("u1")).devices == []  # type: ignore[union-attr]
     with pytest.raises(LookupError, match="no device 'phone'"):
-        store.remove_device("u1", "phone")
+        await store.remove_device("u1", "phone")
     with pytest.raises(UnknownRecipientError, match="tidings subscriber add"):
-        store.add_device("ghost", Device(id="x", platform="fcm", token="t"))
+        await store.add_device("ghost", Device(id="x", platform="fcm", token="t"))
 
 
-def test_deactivation_respects_newer_registration(store: SqliteSubscriberStore) -> None:
+async def test_deactivation_respects_newer_registration(any_store: Store) -> None:
+    store = any_store
     registered = datetime(2026, 5, 1, tzinfo=UTC)
-    store.put(
+    await store.put(
         Recipient(id="u1", devices=[Device(id="d", platform="apns", token="ab", registered_at=registered)])
     )
     # the provider saw the token invalid before the device registered again: keep it
-    assert not store.deactivate_device("u1", "d", "Unregistered", registered - timedelta(days=1))
-    assert store.get("u1").devices[0].active  # type: ignore[union-attr]
-    assert store.deactivate_device("u1", "d", "Unregistered", registered + timedelta(days=1))
-    device = store.get("u1").devices[0]  # type: ignore[union-attr]
+    assert not await store.deactivate_device("u1", "d", "Unregistered", registered - timedelta(days=1))
+    assert (await store.get("u1")).devices[0].active  # type: ignore[union-attr]
+    assert await store.deactivate_device("u1", "d", "Unregistered", registered + timedelta(days=1))
+    device = (await store.get("u1")).devices[0]  # type: ignore[union-attr]
     assert not device.active and device.deactivated_reason == "Unregistered"
 
 

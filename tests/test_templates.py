@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -16,8 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import BIN_DIR
 from tidings.activities.rendering import RenderError
-from tidings.activities.store.receipts import ReceiptLog
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.activities.templates import PUSH_BODY_MAX, TemplateRenderer, truncate, validate_template_content
 from tidings.models import Channel, Content, Phase, Recipient
 from tidings.receiver.app import Receiver
@@ -119,7 +117,7 @@ def test_template_render_cli(tmp_path: Path) -> None:
 async def test_templated_email_end_to_end_with_one_click_unsubscribe(
     ts_env: WorkflowEnvironment,
     settings: Settings,
-    store: SqliteSubscriberStore,
+    store: SqliteStore,
     smtp_sink: SmtpSink,
     tmp_path: Path,
 ) -> None:
@@ -131,11 +129,9 @@ async def test_templated_email_end_to_end_with_one_click_unsubscribe(
             "receiver": {"public_url": f"http://127.0.0.1:{port}", "link_signing_key": "k" * 32},
         }
     )
-    server = UvicornServer(
-        Receiver(configured, ts_env.client, ReceiptLog.beside(store), store).app(), port=port
-    )
+    server = UvicornServer(Receiver(configured, ts_env.client, store.receipts, store).app(), port=port)
     await server.start()
-    store.put(Recipient(id="buyer", name="Ada Buyer", email="ada@example.com", locale="en"))
+    await store.put(Recipient(id="buyer", name="Ada Buyer", email="ada@example.com", locale="en"))
     queue = f"templates-{uuid.uuid4().hex[:8]}"
     try:
         async with running_worker(ts_env.client, configured, store, task_queue=queue):
@@ -163,7 +159,7 @@ async def test_templated_email_end_to_end_with_one_click_unsubscribe(
         async with httpx.AsyncClient() as client:
             done = await client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
         assert done.status_code == 200
-        stored = await asyncio.to_thread(store.get, "buyer")
+        stored = await store.get("buyer")
         assert stored is not None and "orders" in stored.preferences.opted_out_categories
     finally:
         await server.stop()

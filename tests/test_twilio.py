@@ -17,7 +17,7 @@ from tidings.activities.providers.base import (
 )
 from tidings.activities.providers.twilio import TwilioProvider
 from tidings.activities.rendering import InlineRenderer
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Channel, Content, DeliveryInput, Destination, Priority, Recipient
 from tidings.sandbox.twilio import TwilioSandbox
 from tidings.settings import ReceiverSettings, TwilioSettings
@@ -36,7 +36,7 @@ async def twilio() -> AsyncIterator[TwilioSandbox]:
         await sandbox.stop()
 
 
-def provider(sandbox: TwilioSandbox, store: SqliteSubscriberStore, **extra: Any) -> TwilioProvider:
+def provider(sandbox: TwilioSandbox, store: SqliteStore, **extra: Any) -> TwilioProvider:
     settings = TwilioSettings.model_validate(
         {
             "account_sid": SID,
@@ -64,9 +64,7 @@ async def send(p: TwilioProvider, d: DeliveryInput) -> str | None:
         await p.aclose()
 
 
-async def test_message_is_created_with_status_callback(
-    twilio: TwilioSandbox, store: SqliteSubscriberStore
-) -> None:
+async def test_message_is_created_with_status_callback(twilio: TwilioSandbox, store: SqliteStore) -> None:
     sid = await send(provider(twilio, store), delivery())
     [message] = twilio.messages
     assert sid == message["sid"] and sid.startswith("SM")
@@ -78,25 +76,25 @@ async def test_message_is_created_with_status_callback(
     assert message["StatusCallback"] == "https://hooks.example.com/twilio/status?w=notification-n1&d=d-1"
 
 
-async def test_messaging_service_instead_of_from(twilio: TwilioSandbox, store: SqliteSubscriberStore) -> None:
+async def test_messaging_service_instead_of_from(twilio: TwilioSandbox, store: SqliteStore) -> None:
     await send(provider(twilio, store, from_number=None, messaging_service_sid="MG" + "2" * 32), delivery())
     assert twilio.messages[0]["MessagingServiceSid"].startswith("MG") and "From" not in twilio.messages[0]
 
 
 async def test_wrong_credentials_fail_permanently_without_the_token(
-    twilio: TwilioSandbox, store: SqliteSubscriberStore
+    twilio: TwilioSandbox, store: SqliteStore
 ) -> None:
     with pytest.raises(PermanentDeliveryError, match=r"check twilio\.account_sid") as info:
         await send(provider(twilio, store, auth_token="wrong-token"), delivery())
     assert "wrong-token" not in str(info.value)
 
 
-async def test_stop_reply_opts_the_recipient_out(twilio: TwilioSandbox, store: SqliteSubscriberStore) -> None:
-    store.put(Recipient(id="u1", phone=NUMBER))
+async def test_stop_reply_opts_the_recipient_out(twilio: TwilioSandbox, store: SqliteStore) -> None:
+    await store.put(Recipient(id="u1", phone=NUMBER))
     twilio.fail(NUMBER, 400, 21610, "Attempt to send to unsubscribed recipient")
     with pytest.raises(PermanentDeliveryError, match="21610"):
         await send(provider(twilio, store), delivery())
-    recipient = store.get("u1")
+    recipient = await store.get("u1")
     assert recipient is not None and Channel.sms in recipient.preferences.opted_out_channels
 
 
@@ -111,7 +109,7 @@ async def test_stop_reply_opts_the_recipient_out(twilio: TwilioSandbox, store: S
     ],
 )
 async def test_errors_are_classified(
-    twilio: TwilioSandbox, store: SqliteSubscriberStore, status: int, code: int, kind: type[Exception]
+    twilio: TwilioSandbox, store: SqliteStore, status: int, code: int, kind: type[Exception]
 ) -> None:
     twilio.fail(NUMBER, status, code, "scripted", retry_after=7 if status == 429 else None)
     with pytest.raises(kind, match=str(code)) as info:
@@ -120,9 +118,7 @@ async def test_errors_are_classified(
         assert info.value.retry_after == timedelta(seconds=7)  # type: ignore[attr-defined]
 
 
-async def test_too_many_segments_is_refused_before_sending(
-    twilio: TwilioSandbox, store: SqliteSubscriberStore
-) -> None:
+async def test_too_many_segments_is_refused_before_sending(twilio: TwilioSandbox, store: SqliteStore) -> None:
     with pytest.raises(PermanentDeliveryError, match="needs 3 segments"):
         await send(provider(twilio, store, max_segments=2), delivery("x" * 307))
     assert not twilio.attempts

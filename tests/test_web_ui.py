@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import TEMPORAL_CLI
 from tidings import search_attributes as sa
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.sandbox.smtp import SmtpSink, free_port
@@ -74,7 +74,7 @@ def rendered_markdown(html: str) -> list[str]:
 async def test_summaries_and_live_details_in_the_web_ui(
     ui_env: tuple[WorkflowEnvironment, int],
     settings: Settings,
-    store: SqliteSubscriberStore,
+    store: SqliteStore,
     smtp_sink: SmtpSink,
     http_endpoint: HttpEndpoint,
 ) -> None:

@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from tidings.activities.providers.base import TransientDeliveryError
 from tidings.activities.providers.webhook import WebhookProvider
 from tidings.activities.rendering import InlineRenderer
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Channel, Content, DeliveryInput, Destination, Phase, Priority, Recipient
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.settings import Settings, SettingsError, WebhookSettings, load_settings
@@ -86,7 +86,7 @@ def test_malformed_secret_is_a_settings_error(
 
 
 async def test_retries_keep_the_id_and_sign_each_attempt(
-    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteSubscriberStore, http_endpoint: HttpEndpoint
+    ts_env: WorkflowEnvironment, settings: Settings, store: SqliteStore, http_endpoint: HttpEndpoint
 ) -> None:
     signed = settings.model_copy(update={"webhook": WebhookSettings(signing_secret=SECRET, timeout=5)})
     http_endpoint.answer(503)

@@ -29,7 +29,7 @@ from tidings.activities.providers.base import (
 )
 from tidings.activities.providers.webpush import WebPushProvider
 from tidings.activities.rendering import InlineRenderer
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import (
     Channel,
     Content,
@@ -190,13 +190,13 @@ def test_bad_vapid_key_is_a_clear_error() -> None:
 async def test_web_push_through_the_workflow(
     ts_env: WorkflowEnvironment,
     settings: Settings,
-    store: SqliteSubscriberStore,
+    store: SqliteStore,
     push_service: WebPushSandbox,
 ) -> None:
     configured = settings.model_copy(update={"webpush": settings_for(push_service)})
     live, gone = push_service.subscribe("live"), push_service.subscribe("gone")
     push_service.fail("gone", 410)
-    store.put(Recipient.model_validate({"id": "web-user", "devices": [
+    await store.put(Recipient.model_validate({"id": "web-user", "devices": [
         {"id": "live", "platform": "webpush", "subscription": live},
         {"id": "gone", "platform": "webpush", "subscription": gone}]}))  # fmt: skip
     queue = f"webpush-{uuid.uuid4().hex[:8]}"
@@ -214,7 +214,7 @@ async def test_web_push_through_the_workflow(
     assert state.phase is Phase.delivered
     assert {d.device_id: d.status.value for d in state.destinations} == {"live": "sent", "gone": "failed"}
     assert [r["title"] for r in push_service.received] == ["Hello web"]
-    stored = store.get("web-user")
+    stored = await store.get("web-user")
     assert stored is not None and {d.id: d.active for d in stored.devices} == {"live": True, "gone": False}
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.postgres import PostgresStore
+from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase, Recipient
 from tidings.sandbox.http_endpoint import HttpEndpoint, ScriptedResponse
 from tidings.sandbox.smtp import SmtpSink
@@ -114,10 +115,8 @@ async def test_expires_during_quiet_hours(
     assert not smtp_sink.received
 
 
-async def test_recipient_from_store(
-    tidings: TidingsClient, smtp_sink: SmtpSink, store: SqliteSubscriberStore
-) -> None:
-    store.put(Recipient.model_validate(recipient(id="stored-1", email="stored@example.com")))
+async def test_recipient_from_store(tidings: TidingsClient, smtp_sink: SmtpSink, store: SqliteStore) -> None:
+    await store.put(Recipient.model_validate(recipient(id="stored-1", email="stored@example.com")))
     [handle] = await tidings.send(request("store-1", "stored-1", ["email"]))
     assert (await handle.result()).phase is Phase.delivered
     assert smtp_sink.envelopes[0][1] == ["stored@example.com"]
@@ -254,13 +253,14 @@ async def test_several_recipients_get_one_workflow_each(tidings: TidingsClient, 
     assert sorted(e[1][0] for e in smtp_sink.envelopes) == ["a@example.com", "b@example.com"]
 
 
-async def test_invalid_stored_profile_fails_with_reason(
-    tidings: TidingsClient, store: SqliteSubscriberStore
-) -> None:
-    store.connection.execute(
-        "INSERT INTO subscribers (id, document, updated_at) VALUES (?, ?, ?)",
-        ("broken-1", '{"id": "broken-1", "timezone": "Nowhere/Land"}', "2026-01-01"),
-    )
+async def test_invalid_stored_profile_fails_with_reason(tidings: TidingsClient, store: SqliteStore) -> None:
+    row = ("broken-1", "Nowhere/Land", "en", "2026-01-01T00:00:00+00:00")
+    if isinstance(store, PostgresStore):  # TIDINGS_TEST_STORE=postgres
+        insert = "INSERT INTO subscribers (id, timezone, locale, updated_at) VALUES (%s, %s, %s, %s)"
+        await store.run(lambda conn: conn.execute(insert, row))
+    else:
+        insert = "INSERT INTO subscribers (id, timezone, locale, updated_at) VALUES (?, ?, ?, ?)"
+        await store.write(lambda db: db.execute(insert, row))
     [handle] = await tidings.send(request("broken-profile-1", "broken-1", ["email"]))
     state = await handle.result()
     assert state.phase is Phase.failed
@@ -270,16 +270,16 @@ async def test_invalid_stored_profile_fails_with_reason(
 
 
 async def test_gone_webhook_is_disabled_for_later_notifications(
-    tidings: TidingsClient, store: SqliteSubscriberStore, http_endpoint: HttpEndpoint, smtp_sink: SmtpSink
+    tidings: TidingsClient, store: SqliteStore, http_endpoint: HttpEndpoint, smtp_sink: SmtpSink
 ) -> None:
     url = f"{http_endpoint.url}/hook"
-    store.put(Recipient.model_validate(recipient(id="hooked", webhook_url=url)))
+    await store.put(Recipient.model_validate(recipient(id="hooked", webhook_url=url)))
     http_endpoint.answer(410)
     [handle] = await tidings.send(request("gone-1", "hooked", ["webhook"]))
     state = await handle.result()
     assert state.phase is Phase.failed and state.destinations[0].attempts == 1
     assert any("disabled" in e.message for e in state.events)
-    stored = store.get("hooked")
+    stored = await store.get("hooked")
     assert stored is not None and stored.webhook_disabled is not None and "410" in stored.webhook_disabled
     [handle] = await tidings.send(
         request("gone-2", "hooked", [{"channel": "webhook", "fallback": ["email"]}])

@@ -16,7 +16,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
@@ -62,8 +70,33 @@ class WorkerSettings(Section):
 
 
 class StoreSettings(Section):
-    backend: Literal["sqlite"] = "sqlite"
+    """Where subscribers, the inbox and receipts live: SQLite (one machine) or PostgreSQL (several).
+
+    `dsn` holds the database password: it is a secret, set it with `TIDINGS_STORE__DSN`.
+    """
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
     sqlite_path: Path = Path("data/tidings.sqlite3")
+    dsn: SecretStr | None = Field(
+        default=None, description="PostgreSQL connection string, postgresql://USER:PASSWORD@HOST:PORT/DB"
+    )
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+    timeout: float = Field(default=5.0, gt=0, description="seconds to wait for a database connection")
+    migrate_on_start: bool = Field(
+        default=True, description="the worker and receiver apply pending migrations when they start"
+    )
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> StoreSettings:
+        if self.backend == "postgres" and not (self.dsn and self.dsn.get_secret_value()):
+            raise ValueError(
+                'store.backend = "postgres" needs store.dsn (postgresql://USER:PASSWORD@HOST:PORT/DB); '
+                "set it with TIDINGS_STORE__DSN"
+            )
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("store.pool_min_size is larger than store.pool_max_size")
+        return self
 
 
 class SmtpSettings(Section):

@@ -24,7 +24,7 @@ from tidings.activities.delivery import DeliveryActivities, LinkTracking, Render
 from tidings.activities.providers.base import Provider
 from tidings.activities.providers.registry import build_providers
 from tidings.activities.store.base import SubscriberStore
-from tidings.activities.store.sqlite import SqliteSubscriberStore
+from tidings.activities.store.factory import open_store
 from tidings.activities.subscribers import SubscriberActivities
 from tidings.activities.templates import TemplateRenderer
 from tidings.settings import Settings
@@ -136,7 +136,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     client = await connect(settings)
-    store = SqliteSubscriberStore(settings.store.sqlite_path)
+    store = await open_store(settings.store)  # migrates first unless store.migrate_on_start is off
     try:
         async with running_worker(client, settings, store):
             log.info(
@@ -145,4 +145,4 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             await stop.wait()
             log.info("shutting down: finishing running activities")
     finally:
-        store.close()
+        await store.aclose()

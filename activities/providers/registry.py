@@ -6,7 +6,7 @@ it fails permanently with a message that names the settings to fill in.
 
 from __future__ import annotations
 
-from tidings.activities.inbox import InboxProvider, InboxStore
+from tidings.activities.inbox import InboxProvider
 from tidings.activities.providers.apns import ApnsProvider
 from tidings.activities.providers.base import Provider
 from tidings.activities.providers.fcm import FcmProvider
@@ -16,7 +16,6 @@ from tidings.activities.providers.twilio import TwilioProvider
 from tidings.activities.providers.webhook import WebhookProvider
 from tidings.activities.providers.webpush import WebPushProvider
 from tidings.activities.store.base import SubscriberStore
-from tidings.activities.store.sqlite import SqliteSubscriberStore
 from tidings.settings import Settings
 
 SETTINGS_HINT: dict[str, str] = {
@@ -43,6 +42,5 @@ def build_providers(settings: Settings, store: SubscriberStore) -> dict[str, Pro
     twilio = settings.twilio
     if twilio.account_sid and twilio.auth_token and (twilio.from_number or twilio.messaging_service_sid):
         providers.append(TwilioProvider(twilio, settings.receiver, store))
-    if isinstance(store, SqliteSubscriberStore):
-        providers.append(InboxProvider(InboxStore.beside(store)))
+    providers.append(InboxProvider(store.inbox))
     return {p.name: p for p in providers}

@@ -8,7 +8,6 @@ notifications skip the channel.
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import urlencode
 
 import httpx
@@ -79,7 +78,7 @@ class TwilioProvider:
             return ProviderReceipt(response.json().get("sid"))
         error = _classify(response)
         if isinstance(error, TwilioPermanentError) and error.twilio_code == UNSUBSCRIBED:
-            await asyncio.to_thread(self._store.opt_out_channel, delivery.recipient.id, Channel.sms)
+            await self._store.opt_out_channel(delivery.recipient.id, Channel.sms)
         raise error
 
     async def aclose(self) -> None:

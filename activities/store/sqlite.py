@@ -1,180 +1,610 @@
-"""SQLite subscriber store: one JSON document per subscriber, validated on the way in and out."""
+"""SQLite store: the embedded default (`tidings dev`, small installs), one file on one machine.
+
+The blocking sqlite3 calls run on the store's own thread (one per store, so the connection is
+only ever used from it) and never on the event loop. Writes take SQLite's write lock first
+(`BEGIN IMMEDIATE`), so changes to one subscriber are serialised across threads and across
+processes sharing the file (the CLI, the worker, the receiver), and none is lost.
+
+The schema is versioned in `PRAGMA user_version`. Version 1 is the layout of earlier releases
+(one JSON document per subscriber); version 2 moves subscribers into `subscribers`, `devices` and
+`preferences` tables and receipts into columns, in place, keeping every row.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
-import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, time
 from pathlib import Path
-from typing import Self
+from typing import Any, TypeVar
 
-from tidings.activities.store.base import UnknownRecipientError
-from tidings.models import Channel, Device, Preferences, Recipient
-from tidings.redaction import redact_address
+from tidings.activities.store import common
+from tidings.activities.store.base import (
+    InboxMessage,
+    InboxMessages,
+    LateReceipt,
+    StoreSchemaError,
+    UnknownRecipientError,
+    check_page,
+)
+from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
 
-_SCHEMA = """
+T = TypeVar("T")
+
+_V1 = """
 CREATE TABLE IF NOT EXISTS subscribers (
     id TEXT PRIMARY KEY,
     document TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS inbox (
+    delivery_id TEXT PRIMARY KEY,
+    recipient_id TEXT NOT NULL,
+    notification_id TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    category TEXT,
+    title TEXT,
+    body TEXT,
+    url TEXT,
+    data TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    read_at TEXT,
+    archived_at TEXT
+);
+CREATE INDEX IF NOT EXISTS inbox_by_recipient ON inbox (recipient_id, archived_at, read_at, created_at);
+CREATE TABLE IF NOT EXISTS seen_callbacks (key TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS late_receipts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id TEXT NOT NULL,
+    receipt TEXT NOT NULL,
+    stored_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS late_receipts_by_workflow ON late_receipts (workflow_id)
+"""
+
+_V2_TABLES = """
+ALTER TABLE subscribers RENAME TO subscribers_v1;
+CREATE TABLE subscribers (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    email TEXT,
+    phone TEXT,
+    webhook_url TEXT,
+    webhook_disabled TEXT,
+    slack_webhook_url TEXT,
+    slack_channel TEXT,
+    timezone TEXT NOT NULL,
+    locale TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE preferences (
+    subscriber_id TEXT PRIMARY KEY REFERENCES subscribers (id) ON DELETE CASCADE,
+    opted_out_channels TEXT NOT NULL DEFAULT '[]',
+    opted_out_categories TEXT NOT NULL DEFAULT '[]',
+    opted_out_category_channels TEXT NOT NULL DEFAULT '{}',
+    quiet_hours_start TEXT,
+    quiet_hours_end TEXT
+);
+CREATE TABLE devices (
+    subscriber_id TEXT NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+    device_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    platform TEXT NOT NULL,
+    token TEXT,
+    subscription TEXT,
+    app TEXT,
+    active INTEGER NOT NULL,
+    registered_at TEXT,
+    deactivated_reason TEXT,
+    PRIMARY KEY (subscriber_id, device_id)
+);
+CREATE INDEX devices_by_token ON devices (token);
+ALTER TABLE late_receipts RENAME TO late_receipts_v1;
+DROP INDEX IF EXISTS late_receipts_by_workflow;
+CREATE TABLE late_receipts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id TEXT NOT NULL,
+    delivery_id TEXT,
+    provider_message_id TEXT,
+    status TEXT NOT NULL,
+    error_code TEXT,
+    at TEXT NOT NULL,
+    stored_at TEXT NOT NULL
+);
+INSERT INTO late_receipts
+    (id, workflow_id, delivery_id, provider_message_id, status, error_code, at, stored_at)
+    SELECT id, workflow_id, json_extract(receipt, '$.delivery_id'),
+           json_extract(receipt, '$.provider_message_id'), json_extract(receipt, '$.status'),
+           json_extract(receipt, '$.error_code'), json_extract(receipt, '$.at'), stored_at
+    FROM late_receipts_v1;
+DROP TABLE late_receipts_v1;
+CREATE INDEX late_receipts_by_workflow ON late_receipts (workflow_id);
+CREATE INDEX late_receipts_by_delivery ON late_receipts (delivery_id);
+CREATE INDEX late_receipts_by_provider_message ON late_receipts (provider_message_id)
 """
 
 
-class SqliteTable:
-    """Base of stores kept beside the subscribers, in the same SQLite file, connection and lock."""
-
-    SCHEMA = ""
-
-    def __init__(self, connection: sqlite3.Connection, lock: threading.Lock) -> None:
-        self._db = connection
-        self._lock = lock
-        with self._lock:
-            self._db.executescript(self.SCHEMA)
-
-    @classmethod
-    def beside(cls, store: SqliteSubscriberStore) -> Self:
-        return cls(store.connection, store.lock)
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
 
 
-class SqliteSubscriberStore:
+def _value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, time):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _params(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: _value(v) for k, v in row.items()}
+
+
+_RECIPIENT_JSON = """
+SELECT json_object(
+    'id', s.id, 'name', s.name, 'email', s.email, 'phone', s.phone, 'webhook_url', s.webhook_url,
+    'webhook_disabled', s.webhook_disabled, 'slack_webhook_url', s.slack_webhook_url,
+    'slack_channel', s.slack_channel, 'timezone', s.timezone, 'locale', s.locale,
+    'devices', (
+        SELECT json_group_array(json_object(
+            'id', d.device_id, 'platform', d.platform, 'token', d.token,
+            'subscription', json(d.subscription), 'app', d.app,
+            'active', json(CASE WHEN d.active THEN 'true' ELSE 'false' END),
+            'registered_at', d.registered_at, 'deactivated_reason', d.deactivated_reason))
+        FROM (SELECT * FROM devices WHERE subscriber_id = s.id ORDER BY position) AS d),
+    'preferences', json_object(
+        'opted_out_channels', json(COALESCE(p.opted_out_channels, '[]')),
+        'opted_out_categories', json(COALESCE(p.opted_out_categories, '[]')),
+        'opted_out_category_channels', json(COALESCE(p.opted_out_category_channels, '{}')),
+        'quiet_hours', json(CASE WHEN p.quiet_hours_start IS NULL THEN NULL
+            ELSE json_object('start', p.quiet_hours_start, 'end', p.quiet_hours_end) END)))
+FROM subscribers AS s LEFT JOIN preferences AS p ON p.subscriber_id = s.id
+"""
+
+_UPSERT_SUBSCRIBER = (
+    "INSERT INTO subscribers ({cols}, updated_at) VALUES ({vals}, :updated_at) "
+    "ON CONFLICT (id) DO UPDATE SET {sets}, updated_at = excluded.updated_at"
+).format(
+    cols=", ".join(common.SUBSCRIBER_COLUMNS),
+    vals=", ".join(f":{c}" for c in common.SUBSCRIBER_COLUMNS),
+    sets=", ".join(f"{c} = excluded.{c}" for c in common.SUBSCRIBER_COLUMNS if c != "id"),
+)
+_UPSERT_PREFERENCES = (
+    "INSERT INTO preferences (subscriber_id, {cols}) VALUES (:subscriber_id, {vals}) "
+    "ON CONFLICT (subscriber_id) DO UPDATE SET {sets}"
+).format(
+    cols=", ".join(common.PREFERENCE_COLUMNS),
+    vals=", ".join(f":{c}" for c in common.PREFERENCE_COLUMNS),
+    sets=", ".join(f"{c} = excluded.{c}" for c in common.PREFERENCE_COLUMNS),
+)
+_INSERT_DEVICE = "INSERT INTO devices (subscriber_id, {cols}) VALUES (:subscriber_id, {vals})".format(
+    cols=", ".join(common.DEVICE_COLUMNS), vals=", ".join(f":{c}" for c in common.DEVICE_COLUMNS)
+)
+
+LATEST_VERSION = 2
+
+
+class _Database:
+    """One sqlite3 connection, used only from the store's own thread."""
+
     def __init__(self, path: Path | str) -> None:
+        self.path = path
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA busy_timeout=30000")
+        if str(path) != ":memory:":
+            self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+
+    def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in a write transaction: SQLite's write lock is taken before anything is read."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(self.db)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return result
+
+
+def _version(db: sqlite3.Connection) -> int:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version == 0:
+        legacy = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'subscribers'")
+        if legacy.fetchone() is not None:
+            return 1  # created by a release before versioned migrations
+    return version
+
+
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    for statement in _statements(_V1):
+        db.execute(statement)
+
+
+def _migrate_v2(db: sqlite3.Connection) -> None:
+    for statement in _statements(_V2_TABLES):
+        db.execute(statement)
+    for (document,) in db.execute("SELECT document FROM subscribers_v1 ORDER BY id").fetchall():
+        _write_recipient(db, Recipient.model_validate_json(document))
+    db.execute("DROP TABLE subscribers_v1")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_v1, 2: _migrate_v2}
+
+
+def migrate_database(db: sqlite3.Connection, target: int = LATEST_VERSION) -> list[int]:
+    """Apply the pending migrations up to `target`, each in its own write transaction."""
+    applied: list[int] = []
+    while True:
+        db.execute("BEGIN IMMEDIATE")  # another process may be migrating: wait for it, then look
+        try:
+            version = _version(db)
+            if version > LATEST_VERSION:
+                raise StoreSchemaError(
+                    f"the SQLite store is at schema version {version}, newer than this Tidings "
+                    f"({LATEST_VERSION}); upgrade Tidings"
+                )
+            if version >= target:
+                db.execute("COMMIT")
+                return applied
+            MIGRATIONS[version + 1](db)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(version + 1)
+
+
+def _load(db: sqlite3.Connection, recipient_id: str) -> Recipient | None:
+    row = db.execute(_RECIPIENT_JSON + " WHERE s.id = ?", (recipient_id,)).fetchone()
+    return Recipient.model_validate_json(row[0]) if row else None
+
+
+def _write_recipient(db: sqlite3.Connection, recipient: Recipient) -> None:
+    db.execute(_UPSERT_SUBSCRIBER, _params(common.subscriber_row(recipient)))
+    db.execute(_UPSERT_PREFERENCES, _params(common.preference_row(recipient)))
+    db.execute("DELETE FROM devices WHERE subscriber_id = ?", (recipient.id,))
+    db.executemany(_INSERT_DEVICE, [_params(row) for row in common.device_rows(recipient)])
+
+
+class SqliteStore:
+    backend = "sqlite"
+
+    def __init__(self, path: Path | str, *, migrate: bool = True, check: bool = True) -> None:
+        """Blocking: async code uses `await SqliteStore.open(path)`."""
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-sqlite")
+        self._database = self._executor.submit(_Database, path).result()
+        try:
+            if migrate:
+                self._executor.submit(migrate_database, self._database.db).result()
+            elif check:
+                version = self._executor.submit(_version, self._database.db).result()
+                if version != LATEST_VERSION:
+                    raise StoreSchemaError(
+                        f"the SQLite store at {self.path} is at schema version {version}, this Tidings "
+                        f"needs {LATEST_VERSION}: run `tidings store migrate`"
+                    )
+        except BaseException:
+            self._executor.submit(self._database.db.close).result()
+            self._executor.shutdown(wait=False)
+            raise
+        self.inbox = SqliteInbox(self)
+        self.receipts = SqliteReceiptLog(self)
 
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """The shared connection, for other tables kept in the same file (the inbox)."""
-        return self._db
+    @classmethod
+    async def open(cls, path: Path | str, *, migrate: bool = True, check: bool = True) -> SqliteStore:
+        return await asyncio.to_thread(cls, path, migrate=migrate, check=check)
 
-    @property
-    def lock(self) -> threading.Lock:
-        return self._lock
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run blocking `work` on the store's thread."""
+        db = self._database.db
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, db)
 
-    def get(self, recipient_id: str) -> Recipient | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT document FROM subscribers WHERE id = ?", (recipient_id,)
-            ).fetchone()
-        return Recipient.model_validate_json(row[0]) if row else None
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._database.write, work)
 
-    def put(self, recipient: Recipient) -> None:
-        with self._lock:
-            self._write(recipient)
+    # -- subscribers
 
-    def delete(self, recipient_id: str) -> bool:
-        with self._lock:
-            cursor = self._db.execute("DELETE FROM subscribers WHERE id = ?", (recipient_id,))
-        return cursor.rowcount > 0
+    async def get(self, recipient_id: str) -> Recipient | None:
+        return await self.run(lambda db: _load(db, recipient_id))
 
-    def set_preferences(self, recipient_id: str, preferences: Preferences) -> Recipient:
-        return self._modify(recipient_id, lambda r: setattr(r, "preferences", preferences))
+    async def put(self, recipient: Recipient) -> None:
+        await self.write(lambda db: _write_recipient(db, recipient))
 
-    def add_device(self, recipient_id: str, device: Device) -> Recipient:
-        def add(recipient: Recipient) -> None:
-            if device.registered_at is None:
-                device.registered_at = datetime.now(UTC)
-            recipient.devices = [d for d in recipient.devices if d.id != device.id] + [device]
+    async def delete(self, recipient_id: str) -> bool:
+        def delete(db: sqlite3.Connection) -> bool:
+            return db.execute("DELETE FROM subscribers WHERE id = ?", (recipient_id,)).rowcount > 0
 
-        return self._modify(recipient_id, add)
+        return await self.write(delete)
 
-    def remove_device(self, recipient_id: str, device_id: str) -> Recipient:
-        def remove(recipient: Recipient) -> None:
-            kept = [d for d in recipient.devices if d.id != device_id]
-            if len(kept) == len(recipient.devices):
-                raise LookupError(f"subscriber {recipient_id!r} has no device {device_id!r}")
-            recipient.devices = kept
+    async def set_preferences(self, recipient_id: str, preferences: Preferences) -> Recipient:
+        return (await self._modify(recipient_id, common.set_preferences(preferences)))[0]
 
-        return self._modify(recipient_id, remove)
+    async def add_device(self, recipient_id: str, device: Device) -> Recipient:
+        return (await self._modify(recipient_id, common.add_device(device)))[0]
 
-    def deactivate_device(
+    async def remove_device(self, recipient_id: str, device_id: str) -> Recipient:
+        return (await self._modify(recipient_id, common.remove_device(recipient_id, device_id)))[0]
+
+    async def deactivate_device(
         self, recipient_id: str, device_id: str, reason: str, provider_timestamp: datetime | None = None
     ) -> bool:
-        """Mark a device inactive, unless it re-registered after the provider saw it invalid."""
-        changed = False
+        change = common.deactivate_device(device_id, reason, provider_timestamp)
+        return await self._modify_if_known(recipient_id, change)
 
-        def deactivate(recipient: Recipient) -> None:
-            nonlocal changed
-            for device in recipient.devices:
-                if device.id != device_id or not device.active:
-                    continue
-                if provider_timestamp and device.registered_at and device.registered_at > provider_timestamp:
-                    return
-                device.active = False
-                device.deactivated_reason = reason
-                changed = True
+    async def opt_out_channel(self, recipient_id: str, channel: Channel) -> bool:
+        return await self._modify_if_known(recipient_id, common.opt_out_channel(channel))
 
+    async def disable_webhook(self, recipient_id: str, url: str, reason: str) -> bool:
+        return await self._modify_if_known(recipient_id, common.disable_webhook(url, reason))
+
+    async def export(self, batch_size: int = 500) -> AsyncIterator[list[Recipient]]:
+        after = ""
+        while True:
+
+            def page(db: sqlite3.Connection, after: str = after) -> list[Any]:
+                query = _RECIPIENT_JSON + " WHERE s.id > ? ORDER BY s.id LIMIT ?"
+                return db.execute(query, (after, batch_size)).fetchall()
+
+            rows = await self.run(page)
+            if not rows:
+                return
+            batch = [Recipient.model_validate_json(r[0]) for r in rows]
+            yield batch
+            after = batch[-1].id
+
+    async def schema_version(self) -> int:
+        return await self.run(_version)
+
+    async def migrate(self) -> list[int]:
+        return await self.run(migrate_database)
+
+    async def aclose(self) -> None:
+        await self.run(lambda db: db.close())
+        self._executor.shutdown(wait=False)
+
+    async def _modify(self, recipient_id: str, change: common.Change) -> tuple[Recipient, bool]:
+        def modify(db: sqlite3.Connection) -> tuple[Recipient, bool]:
+            recipient, changed = common.apply(recipient_id, _load(db, recipient_id), change)
+            if changed:
+                _write_recipient(db, recipient)
+            return recipient, changed
+
+        return await self.write(modify)
+
+    async def _modify_if_known(self, recipient_id: str, change: common.Change) -> bool:
         try:
-            self._modify(recipient_id, deactivate)
+            return (await self._modify(recipient_id, change))[1]
         except UnknownRecipientError:
             return False
-        return changed
 
-    def opt_out_channel(self, recipient_id: str, channel: Channel) -> bool:
-        changed = False
 
-        def opt_out(recipient: Recipient) -> None:
-            nonlocal changed
-            if channel not in recipient.preferences.opted_out_channels:
-                recipient.preferences.opted_out_channels.add(channel)
-                changed = True
+def _message(row: sqlite3.Row | tuple[Any, ...], names: list[str]) -> InboxMessage:
+    values = dict(zip(names, row, strict=True))
+    values["data"] = json.loads(values["data"])
+    return InboxMessage.model_validate(values)
 
-        try:
-            self._modify(recipient_id, opt_out)
-        except UnknownRecipientError:
-            return False
-        return changed
 
-    def disable_webhook(self, recipient_id: str, url: str, reason: str) -> bool:
-        """Disable the recipient's webhook endpoint, if it is still `url` (it may have changed)."""
-        changed = False
+_INBOX_COLUMNS = [
+    "delivery_id",
+    "recipient_id",
+    "notification_id",
+    "workflow_id",
+    "category",
+    "title",
+    "body",
+    "url",
+    "data",
+    "created_at",
+    "read_at",
+    "archived_at",
+]
+_INBOX_SELECT = f"SELECT {', '.join(_INBOX_COLUMNS)} FROM inbox"
+_INBOX_INSERT = (
+    f"INSERT OR IGNORE INTO inbox ({', '.join(_INBOX_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _INBOX_COLUMNS)})"
+)
 
-        def disable(recipient: Recipient) -> None:
-            nonlocal changed
-            current = recipient.webhook_url
-            if current and url in (current, redact_address(current)) and recipient.webhook_disabled is None:
-                recipient.webhook_disabled = reason
-                changed = True
 
-        try:
-            self._modify(recipient_id, disable)
-        except UnknownRecipientError:
-            return False
-        return changed
+class SqliteInbox:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    async def add(self, message: InboxMessage) -> bool:
+        params = _params(message.model_dump())
+        return await self._store.write(lambda db: db.execute(_INBOX_INSERT, params).rowcount > 0)
 
-    def _modify(self, recipient_id: str, change: Callable[[Recipient], None]) -> Recipient:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT document FROM subscribers WHERE id = ?", (recipient_id,)
-                ).fetchone()
-                if row is None:
-                    raise UnknownRecipientError(recipient_id)
-                recipient = Recipient.model_validate_json(row[0])
-                change(recipient)
-                recipient = Recipient.model_validate(recipient.model_dump())
-                self._write(recipient)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return recipient
-
-    def _write(self, recipient: Recipient) -> None:
-        self._db.execute(
-            "INSERT INTO subscribers (id, document, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
-            (recipient.id, recipient.model_dump_json(), datetime.now(UTC).isoformat()),
+    async def list(
+        self, recipient_id: str, *, page: int = 1, page_size: int = 20, include_archived: bool = False
+    ) -> list[InboxMessage]:
+        check_page(page, page_size)
+        archived = "" if include_archived else "AND archived_at IS NULL"
+        rows = await self._store.run(
+            lambda db: db.execute(
+                f"{_INBOX_SELECT} WHERE recipient_id = ? {archived} "
+                "ORDER BY read_at IS NOT NULL, created_at DESC LIMIT ? OFFSET ?",
+                (recipient_id, page_size, (page - 1) * page_size),
+            ).fetchall()
         )
+        return [_message(r, _INBOX_COLUMNS) for r in rows]
+
+    async def get(self, delivery_id: str) -> InboxMessage | None:
+        row = await self._store.run(
+            lambda db: db.execute(f"{_INBOX_SELECT} WHERE delivery_id = ?", (delivery_id,)).fetchone()
+        )
+        return _message(row, _INBOX_COLUMNS) if row else None
+
+    async def mark_read(self, delivery_id: str, read: bool = True) -> InboxMessage:
+        return await self._update(delivery_id, "read_at", datetime.now(UTC) if read else None)
+
+    async def archive(self, delivery_id: str) -> InboxMessage:
+        return await self._update(delivery_id, "archived_at", datetime.now(UTC))
+
+    async def unread_count(self, recipient_id: str) -> int:
+        row = await self._store.run(
+            lambda db: db.execute(
+                "SELECT COUNT(*) FROM inbox"
+                " WHERE recipient_id = ? AND read_at IS NULL AND archived_at IS NULL",
+                (recipient_id,),
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def export(self, batch_size: int = 500) -> AsyncIterator[InboxMessages]:
+        after = ""
+        while True:
+
+            def page(db: sqlite3.Connection, after: str = after) -> list[Any]:
+                query = f"{_INBOX_SELECT} WHERE delivery_id > ? ORDER BY delivery_id LIMIT ?"
+                return db.execute(query, (after, batch_size)).fetchall()
+
+            rows = await self._store.run(page)
+            if not rows:
+                return
+            batch = [_message(r, _INBOX_COLUMNS) for r in rows]
+            yield batch
+            after = batch[-1].delivery_id
+
+    async def import_messages(self, messages: InboxMessages) -> None:
+        rows = [_params(m.model_dump()) for m in messages]
+        await self._store.write(lambda db: db.executemany(_INBOX_INSERT, rows))
+
+    async def _update(self, delivery_id: str, column: str, value: datetime | None) -> InboxMessage:
+        def update(db: sqlite3.Connection) -> InboxMessage:
+            db.execute(f"UPDATE inbox SET {column} = ? WHERE delivery_id = ?", (_value(value), delivery_id))
+            row = db.execute(f"{_INBOX_SELECT} WHERE delivery_id = ?", (delivery_id,)).fetchone()
+            if row is None:
+                raise LookupError(f"no inbox message with delivery id {delivery_id!r}")
+            return _message(row, _INBOX_COLUMNS)
+
+        return await self._store.write(update)
+
+
+_RECEIPT_COLUMNS = "workflow_id, delivery_id, provider_message_id, status, error_code, at, stored_at"
+
+
+def _late(row: tuple[Any, ...]) -> LateReceipt:
+    workflow_id, delivery_id, provider_message_id, status, error_code, at, stored_at = row
+    receipt = DeliveryReceipt(
+        delivery_id=delivery_id,
+        provider_message_id=provider_message_id,
+        status=status,
+        error_code=error_code,
+        at=datetime.fromisoformat(at),
+    )
+    return LateReceipt(workflow_id=workflow_id, receipt=receipt, stored_at=datetime.fromisoformat(stored_at))
+
+
+def _late_params(late: LateReceipt) -> tuple[Any, ...]:
+    r = late.receipt
+    return (
+        late.workflow_id,
+        r.delivery_id,
+        r.provider_message_id,
+        r.status.value,
+        r.error_code,
+        _value(r.at),
+        _value(late.stored_at),
+    )
+
+
+class SqliteReceiptLog:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def first_sighting(self, key: str) -> bool:
+        stamp = _value(datetime.now(UTC))
+        return await self._store.write(
+            lambda db: (
+                db.execute(
+                    "INSERT OR IGNORE INTO seen_callbacks (key, seen_at) VALUES (?, ?)", (key, stamp)
+                ).rowcount
+                > 0
+            )
+        )
+
+    async def forget(self, key: str) -> None:
+        await self._store.write(lambda db: db.execute("DELETE FROM seen_callbacks WHERE key = ?", (key,)))
+
+    async def keep_late(self, workflow_id: str, receipt: DeliveryReceipt) -> None:
+        params = _late_params(
+            LateReceipt(workflow_id=workflow_id, receipt=receipt, stored_at=datetime.now(UTC))
+        )
+        await self._store.write(
+            lambda db: db.execute(
+                f"INSERT INTO late_receipts ({_RECEIPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", params
+            )
+        )
+
+    async def late_receipts(self, workflow_id: str) -> list[DeliveryReceipt]:
+        return [late.receipt for late in await self._select("workflow_id", workflow_id)]
+
+    async def by_delivery(self, delivery_id: str) -> list[LateReceipt]:
+        return await self._select("delivery_id", delivery_id)
+
+    async def by_provider_message(self, provider_message_id: str) -> list[LateReceipt]:
+        return await self._select("provider_message_id", provider_message_id)
+
+    async def export(self, batch_size: int = 500) -> AsyncIterator[tuple[list[str], list[LateReceipt]]]:
+        after_key = ""
+        while True:
+
+            def keys(db: sqlite3.Connection, after: str = after_key) -> list[str]:
+                query = "SELECT key FROM seen_callbacks WHERE key > ? ORDER BY key LIMIT ?"
+                return [r[0] for r in db.execute(query, (after, batch_size)).fetchall()]
+
+            seen = await self._store.run(keys)
+            if not seen:
+                break
+            yield seen, []
+            after_key = seen[-1]
+        after_id = 0
+        while True:
+
+            def receipts(db: sqlite3.Connection, after: int = after_id) -> list[tuple[Any, ...]]:
+                query = f"SELECT id, {_RECEIPT_COLUMNS} FROM late_receipts WHERE id > ? ORDER BY id LIMIT ?"
+                return [tuple(r) for r in db.execute(query, (after, batch_size)).fetchall()]
+
+            rows = await self._store.run(receipts)
+            if not rows:
+                return
+            yield [], [_late(r[1:]) for r in rows]
+            after_id = rows[-1][0]
+
+    async def import_batch(self, seen: list[str], late: list[LateReceipt]) -> None:
+        stamp = _value(datetime.now(UTC))
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT OR IGNORE INTO seen_callbacks (key, seen_at) VALUES (?, ?)",
+                [(k, stamp) for k in seen],
+            )
+            db.executemany(
+                f"INSERT INTO late_receipts ({_RECEIPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [_late_params(r) for r in late],
+            )
+
+        await self._store.write(insert)
+
+    async def _select(self, column: str, value: str) -> list[LateReceipt]:
+        rows = await self._store.run(
+            lambda db: db.execute(
+                f"SELECT {_RECEIPT_COLUMNS} FROM late_receipts WHERE {column} = ? ORDER BY id", (value,)
+            ).fetchall()
+        )
+        return [_late(tuple(r)) for r in rows]
+
+
+# Earlier name of the SQLite store.
+SqliteSubscriberStore = SqliteStore

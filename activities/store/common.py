@@ -1,0 +1,171 @@
+"""What both store implementations share: the table layout of a recipient, and the changes.
+
+A recipient is three tables: `subscribers` (one row: profile and addresses), `preferences` (one
+row: opt-outs and quiet hours) and `devices` (one row per device, `position` keeping their order).
+Both backends load it in one query that builds the recipient's JSON in the database, which
+pydantic validates in one step; both write it back from the rows below.
+
+A change (`add_device`, `deactivate_device`, ...) is a function on the loaded `Recipient` that
+returns whether it changed anything. The backends run it inside a transaction that holds the
+subscriber's lock, between reading the current rows and writing them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, time
+from typing import Any
+
+from tidings.activities.store.base import UnknownRecipientError
+from tidings.models import Channel, Device, Preferences, Recipient
+from tidings.redaction import redact_address
+
+SUBSCRIBER_COLUMNS = (
+    "id",
+    "name",
+    "email",
+    "phone",
+    "webhook_url",
+    "webhook_disabled",
+    "slack_webhook_url",
+    "slack_channel",
+    "timezone",
+    "locale",
+)
+DEVICE_COLUMNS = (
+    "device_id",
+    "position",
+    "platform",
+    "token",
+    "subscription",
+    "app",
+    "active",
+    "registered_at",
+    "deactivated_reason",
+)
+PREFERENCE_COLUMNS = (
+    "opted_out_channels",
+    "opted_out_categories",
+    "opted_out_category_channels",
+    "quiet_hours_start",
+    "quiet_hours_end",
+)
+
+Change = Callable[[Recipient], bool]
+
+
+def subscriber_row(recipient: Recipient) -> dict[str, Any]:
+    row: dict[str, Any] = {c: getattr(recipient, c) for c in SUBSCRIBER_COLUMNS}
+    row["updated_at"] = datetime.now(UTC)
+    return row
+
+
+def preference_row(recipient: Recipient) -> dict[str, Any]:
+    p = recipient.preferences
+    start: time | None = p.quiet_hours.start if p.quiet_hours else None
+    end: time | None = p.quiet_hours.end if p.quiet_hours else None
+    return {
+        "subscriber_id": recipient.id,
+        "opted_out_channels": sorted(c.value for c in p.opted_out_channels),
+        "opted_out_categories": sorted(p.opted_out_categories),
+        "opted_out_category_channels": {
+            category: sorted(c.value for c in channels)
+            for category, channels in sorted(p.opted_out_category_channels.items())
+        },
+        "quiet_hours_start": start,
+        "quiet_hours_end": end,
+    }
+
+
+def device_rows(recipient: Recipient) -> list[dict[str, Any]]:
+    return [
+        {
+            "subscriber_id": recipient.id,
+            "device_id": d.id,
+            "position": position,
+            "platform": d.platform.value,
+            "token": d.token,
+            "subscription": d.subscription.model_dump(mode="json") if d.subscription else None,
+            "app": d.app,
+            "active": d.active,
+            "registered_at": d.registered_at,
+            "deactivated_reason": d.deactivated_reason,
+        }
+        for position, d in enumerate(recipient.devices)
+    ]
+
+
+def apply(recipient_id: str, recipient: Recipient | None, change: Change) -> tuple[Recipient, bool]:
+    """Run `change` on a copy of the loaded recipient; the copy is validated again after it."""
+    if recipient is None:
+        raise UnknownRecipientError(recipient_id)
+    changed = change(recipient)
+    return Recipient.model_validate(recipient.model_dump()), changed
+
+
+def set_preferences(preferences: Preferences) -> Change:
+    def change(recipient: Recipient) -> bool:
+        recipient.preferences = preferences
+        return True
+
+    return change
+
+
+def add_device(device: Device) -> Change:
+    def change(recipient: Recipient) -> bool:
+        if device.registered_at is None:
+            device.registered_at = datetime.now(UTC)
+        recipient.devices = [d for d in recipient.devices if d.id != device.id] + [device]
+        return True
+
+    return change
+
+
+def remove_device(recipient_id: str, device_id: str) -> Change:
+    def change(recipient: Recipient) -> bool:
+        kept = [d for d in recipient.devices if d.id != device_id]
+        if len(kept) == len(recipient.devices):
+            raise LookupError(f"subscriber {recipient_id!r} has no device {device_id!r}")
+        recipient.devices = kept
+        return True
+
+    return change
+
+
+def deactivate_device(device_id: str, reason: str, provider_timestamp: datetime | None) -> Change:
+    def change(recipient: Recipient) -> bool:
+        changed = False
+        for device in recipient.devices:
+            if device.id != device_id or not device.active:
+                continue
+            if provider_timestamp and device.registered_at and device.registered_at > provider_timestamp:
+                return False
+            device.active = False
+            device.deactivated_reason = reason
+            changed = True
+        return changed
+
+    return change
+
+
+def opt_out_channel(channel: Channel) -> Change:
+    def change(recipient: Recipient) -> bool:
+        if channel in recipient.preferences.opted_out_channels:
+            return False
+        recipient.preferences.opted_out_channels.add(channel)
+        return True
+
+    return change
+
+
+def disable_webhook(url: str, reason: str) -> Change:
+    """Disable the endpoint if it is still `url` (the workflow knows it redacted: either matches)."""
+
+    def change(recipient: Recipient) -> bool:
+        current = recipient.webhook_url
+        if current and url in (current, redact_address(current)) and recipient.webhook_disabled is None:
+            recipient.webhook_disabled = reason
+            return True
+        return False
+
+    return change
