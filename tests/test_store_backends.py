@@ -493,7 +493,7 @@ async def test_copy_an_old_release_file_and_back(tmp_path: Path, postgres_dsn: s
 
 async def test_database_restart_costs_one_retry_not_an_error(private_postgres: PostgresServer) -> None:
     dsn = await private_postgres.create_database()
-    store = await PostgresStore.open(dsn, min_size=3, max_size=5, connect_timeout=1)
+    store = await PostgresStore.open(dsn, min_size=3, max_size=5, connect_timeout=5)
     try:
         await store.put(full_recipient())
         await asyncio.gather(*(store.get("full") for _ in range(5)))  # fill the pool

@@ -37,12 +37,14 @@ RECIPIENT_SEPARATOR = "~"
 DEFAULT_TASK_QUEUE = "notifications"
 
 # Size budget of one notification. Temporal warns at 256 KB per payload and fails at 2 MB, and a
-# workflow task's commands travel in one gRPC message (4 MB): every `deliver` activity input
-# carries the content and the recipient, and a recipient has at most MAX_DEVICES + 5 destinations,
-# so 25 x (64 KiB + 16 KiB) stays near 2 MB in the worst case.
+# workflow task's commands travel in one gRPC message (4 MB). Every `deliver` input carries the
+# content and the part of the recipient its provider needs (for push, only the target device),
+# and a notification runs at most MAX_CONCURRENT_DELIVERIES of them at once, so one workflow task
+# schedules at most 10 x (64 KiB + a few KiB): well under both limits, whatever the device count.
 MAX_CONTENT_BYTES = 64 * 1024
-MAX_RECIPIENT_BYTES = 16 * 1024
-MAX_DEVICES = 20
+MAX_RECIPIENT_BYTES = 32 * 1024
+MAX_DEVICES = 50
+MAX_CONCURRENT_DELIVERIES = 10
 # JSON nesting allowed in free-form values (template variables, platform overrides). The worker's
 # JSON decoder refuses around 200 levels; real payloads need a handful.
 MAX_NESTING = 16

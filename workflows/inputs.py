@@ -9,7 +9,7 @@ records as its final state (input) or as an ignored-signal event (signals).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -36,9 +36,13 @@ def decode_input(payload: Payload | None) -> NotificationInput:
 
 
 def decode(payload: Payload, type_hint: Any, what: str) -> Any:
-    """Decode one payload into `type_hint` with the workflow's payload converter."""
+    """Decode one payload into `type_hint` with the workflow's payload converter.
+
+    Converters for other encodings (binary, protobuf) ignore the type hint, so the result is
+    checked against it too.
+    """
     try:
-        return workflow.payload_converter().from_payload(payload, type_hint)
+        value = workflow.payload_converter().from_payload(payload, type_hint)
     except ValidationError as exc:
         raise InvalidInput(validation_message(exc, what)) from None
     except Exception as exc:  # any decoding failure of foreign input: never fail the task
@@ -46,6 +50,17 @@ def decode(payload: Payload, type_hint: Any, what: str) -> Any:
         if len(detail) > _MAX_DETAIL:
             detail = detail[:_MAX_DETAIL] + "…"
         raise InvalidInput(f"invalid {what}: cannot decode it ({type(exc).__name__}: {detail})") from None
+    if not _matches(value, type_hint):
+        encoding = payload.metadata.get("encoding", b"").decode(errors="replace")
+        raise InvalidInput(f"invalid {what}: cannot decode it (a {encoding or 'payload'} value, not JSON)")
+    return value
+
+
+def _matches(value: Any, type_hint: Any) -> bool:
+    return any(
+        value is None if option is type(None) else isinstance(value, option)
+        for option in (get_args(type_hint) or (type_hint,))
+    )
 
 
 def placeholder_input(workflow_id: str) -> NotificationInput:

@@ -13,6 +13,7 @@ The workflow only decides; activities do the I/O. Its life:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from tidings.activities.delivery import DeliveryActivities
     from tidings.activities.subscribers import SubscriberActivities
     from tidings.models import (
+        MAX_CONCURRENT_DELIVERIES,
         Channel,
         ChannelStep,
         DeactivateDeviceInput,
@@ -63,6 +65,7 @@ PERMANENT_ERROR_TYPES = ["PermanentDeliveryError", "ProviderNotConfigured", "Ren
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Patch ids (workflow.patched): histories recorded before a change replay the old way.
 PATCH_DELIVERY_ACTIVITY_ID = "deliver-activity-id-is-delivery-id"
+PATCH_BOUNDED_FAN_OUT = "bounded-delivery-fan-out"
 
 _NO_INPUT = RawValue(Payload())
 
@@ -140,6 +143,7 @@ class NotificationWorkflow:
         self._cancel_requested = False
         self._engaged = False
         self._escalations_waiting = 0
+        self._delivery_slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
         self._state = NotificationState(
             id=request_.id,
             workflow_id=workflow.info().workflow_id,
@@ -377,33 +381,37 @@ class NotificationWorkflow:
         # The activity id is the delivery id, so that a client can match the pending activity (its
         # live attempt and last failure) to the destination while it retries.
         activity_id = state.delivery_id if workflow.patched(PATCH_DELIVERY_ACTIVITY_ID) else None
+        # At most MAX_CONCURRENT_DELIVERIES run at once: a workflow task never carries more than
+        # that many activity inputs (see the size budget in tidings.models).
+        slot = self._delivery_slots if workflow.patched(PATCH_BOUNDED_FAN_OUT) else contextlib.nullcontext()
         try:
-            result = await workflow.execute_activity_method(
-                DeliveryActivities.deliver,
-                DeliveryInput(
-                    delivery_id=state.delivery_id,
-                    workflow_id=workflow_id,
-                    notification_id=self._request.id,
-                    destination=destination,
-                    recipient=recipient,
-                    content=self._request.content,
-                    priority=self._request.priority,
-                    category=self._request.category,
-                    expires_at=self._request.expires_at,
-                    recipient_stored=prep.recipient_stored,
-                ),
-                start_to_close_timeout=min(policy.start_to_close_timeout, schedule_to_close),
-                schedule_to_close_timeout=schedule_to_close,
-                retry_policy=RetryPolicy(
-                    initial_interval=policy.initial_interval,
-                    backoff_coefficient=policy.backoff_coefficient,
-                    maximum_interval=policy.maximum_interval,
-                    maximum_attempts=policy.maximum_attempts,
-                    non_retryable_error_types=[*PERMANENT_ERROR_TYPES, *policy.non_retryable_error_types],
-                ),
-                summary=summary,
-                activity_id=activity_id,
-            )
+            async with slot:
+                result = await workflow.execute_activity_method(
+                    DeliveryActivities.deliver,
+                    DeliveryInput(
+                        delivery_id=state.delivery_id,
+                        workflow_id=workflow_id,
+                        notification_id=self._request.id,
+                        destination=destination,
+                        recipient=_needed_by(destination, recipient),
+                        content=self._request.content,
+                        priority=self._request.priority,
+                        category=self._request.category,
+                        expires_at=self._request.expires_at,
+                        recipient_stored=prep.recipient_stored,
+                    ),
+                    start_to_close_timeout=min(policy.start_to_close_timeout, schedule_to_close),
+                    schedule_to_close_timeout=schedule_to_close,
+                    retry_policy=RetryPolicy(
+                        initial_interval=policy.initial_interval,
+                        backoff_coefficient=policy.backoff_coefficient,
+                        maximum_interval=policy.maximum_interval,
+                        maximum_attempts=policy.maximum_attempts,
+                        non_retryable_error_types=[*PERMANENT_ERROR_TYPES, *policy.non_retryable_error_types],
+                    ),
+                    summary=summary,
+                    activity_id=activity_id,
+                )
         except ActivityError as err:
             reason, kind, attempts, details = _describe_failure(err, policy)
             reason = scrub(reason, [destination.address])
@@ -615,6 +623,16 @@ class NotificationWorkflow:
         if not failed:
             return "no destination could be tried"
         return "; ".join(f"{d.channel.value}/{d.provider}: {d.last_error}" for d in failed)
+
+
+def _needed_by(destination: Destination, recipient: Recipient) -> Recipient:
+    """The recipient as one delivery needs it: a push goes to one device, so it carries only that
+    one (a recipient may have dozens, and every activity input is kept in history)."""
+    if destination.device_id is None:
+        return recipient
+    return recipient.model_copy(
+        update={"devices": [d for d in recipient.devices if d.id == destination.device_id]}
+    )
 
 
 def _one_line(text: Exception | str) -> str:

@@ -14,6 +14,7 @@ Error messages end up in workflow history and logs: never put a credential in on
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -21,6 +22,7 @@ import httpx
 
 from tidings.activities.rendering import RenderedMessage
 from tidings.models import DeliveryInput, Device
+from tidings.redaction import redact_url
 
 
 class DeliveryError(Exception):
@@ -62,6 +64,19 @@ class ThrottledDeliveryError(DeliveryError):
     def __init__(self, reason: str, *, retry_after: timedelta | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class RedactUrlsInHttpxLogs(logging.Filter):
+    """httpx logs every request's full URL at INFO; a webhook URL may hold a credential (a Slack
+    incoming webhook's path, `user:password@`, `?token=`). The filter shows them redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(RedactUrlsInHttpxLogs())
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> timedelta | None:
