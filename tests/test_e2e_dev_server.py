@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import signal
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -319,3 +320,100 @@ async def test_cli_exit_codes_say_the_outcome(
         assert (code, phases(lines)) == (3, ["cancelled"]), err
         code, _, err = await tidings("cancel", "exit-cancel~ok-user")
         assert code == 2 and "no running notification with id 'exit-cancel~ok-user'" in err
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ('"hello"', "invalid workflow input"),
+        (
+            '{"id": "x", "recipient_id": "u", "channels": ["pigeon"], "content": {"title": "t"}}',
+            "channels.0.channel: Input should be",
+        ),
+    ],
+    ids=["string", "unknown-channel"],
+)
+async def test_bad_input_through_the_temporal_cli_ends_failed_with_the_reason(
+    live: TidingsClient, temporal: Callable[..., Any], given: str, reason: str
+) -> None:
+    """Services in other languages start NotificationWorkflow themselves: bad input must not wedge."""
+    workflow_id = f"notification-cli-bad-{uuid.uuid4().hex[:8]}"
+    await temporal(
+        "workflow", "start", "--type", "NotificationWorkflow", "--task-queue", live.task_queue,
+        "--workflow-id", workflow_id, "--input", given,
+    )  # fmt: skip
+    result = await asyncio.wait_for(live.client.get_workflow_handle(workflow_id).result(), 30)
+    assert result["phase"] == "failed" and reason in result["reason"], result
+    status = await query_status(temporal, workflow_id)
+    assert status["phase"] == "failed"
+
+
+async def test_worker_restart_while_notifications_with_phone_numbers_wait(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """A new worker process replays notifications that hold phone numbers: it answers queries,
+    takes cancels, and stops on SIGTERM (the sandbox deadlock made all three fail)."""
+    queue = f"restart-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "TIDINGS_TEMPORAL__ADDRESS": dev_env.client.service_client.config.target_host,
+        "TIDINGS_TEMPORAL__TASK_QUEUE": queue,
+        "TIDINGS_STORE__BACKEND": "sqlite",
+        "TIDINGS_STORE__SQLITE_PATH": str(tmp_path / "store.sqlite3"),
+    }
+    env.pop("TIDINGS_STORE__DSN", None)
+
+    async def tidings(*args: str) -> None:
+        process = await asyncio.create_subprocess_exec(str(BIN_DIR / "tidings"), *args, env=env)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+
+    now = datetime.now(UTC)
+    window = f"{now - timedelta(hours=1):%H:%M}-{now + timedelta(hours=5):%H:%M}"
+    await tidings(
+        "subscriber", "add", "quiet-phone", "--phone", "+49 151 12345678", "--email", "q@example.com"
+    )
+    await tidings("subscriber", "preferences", "quiet-phone", "--quiet-hours", window)
+
+    def start_worker() -> Awaitable[asyncio.subprocess.Process]:
+        return asyncio.create_subprocess_exec(str(BIN_DIR / "tidings"), "worker", env=env)
+
+    worker = await start_worker()
+    client = TidingsClient(dev_env.client, task_queue=queue)
+    inline = {"id": "inline-phone", "phone": "+1 212 555 0123", "email": "i@example.com"}
+    [scheduled] = await client.send(
+        {"recipients": [inline], "channels": ["email"], "content": {"title": "Later"},
+         "schedule_at": (now + timedelta(hours=1)).isoformat()}
+    )  # fmt: skip
+    [quiet] = await client.send(
+        {"recipients": ["quiet-phone"], "channels": ["email"], "content": {"title": "Q"}}
+    )
+    [escalating] = await client.send(
+        {"recipients": [inline], "channels": [{"channel": "in_app", "fallback": ["email"],
+         "escalate_after": {"in_app": "PT1H"}}], "content": {"title": "Read me"}}
+    )  # fmt: skip
+
+    async def all_waiting() -> bool:
+        states = [await h.status() for h in (scheduled, quiet, escalating)]
+        return [s.phase for s in states] == [
+            Phase.scheduled,
+            Phase.waiting_quiet_hours,
+            Phase.sending,
+        ] and any(d.status == "sent" for d in states[2].destinations)
+
+    await eventually(all_waiting, 30)
+    worker.kill()  # kill -9: no graceful shutdown, the new process starts from history
+    await worker.wait()
+    worker = await start_worker()
+    try:
+        assert (await scheduled.status()).phase is Phase.scheduled
+        assert (await quiet.status()).phase is Phase.waiting_quiet_hours
+        for handle in (scheduled, quiet, escalating):
+            outcome = await asyncio.wait_for(client.cancel(handle.notification_id, "restart test"), 30)
+            assert outcome.accepted, outcome
+        assert (await asyncio.wait_for(scheduled.result(), 30)).phase is Phase.cancelled
+        assert (await asyncio.wait_for(quiet.result(), 30)).phase is Phase.cancelled
+        done = await asyncio.wait_for(escalating.result(), 30)
+        assert any("escalation after in_app stopped by cancel" in e.message for e in done.events)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 30) == 0

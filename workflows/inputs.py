@@ -76,3 +76,25 @@ def placeholder_input(workflow_id: str) -> NotificationInput:
         schedule_at=None,
         expires_at=None,
     )
+
+
+def input_schema() -> dict[str, Any]:
+    """The JSON Schema of NotificationWorkflow's input, for clients in other languages.
+
+    Written to docs/notification-input.schema.json (`python -m tidings.workflows.inputs`); a test
+    keeps the file equal to the model. The workflow checks a few things a schema cannot say
+    (single-line titles, nesting depth, size budgets, retry consistency) and reports them the same
+    way as schema violations.
+    """
+    schema = NotificationInput.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://tidings.dev/schemas/notification-input.schema.json"
+    return schema
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    json.dump(input_schema(), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
