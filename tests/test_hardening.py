@@ -33,7 +33,7 @@ from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.sandbox.slack import SlackSandbox
 from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import Settings
-from tidings.starters.client import TidingsClient
+from tidings.starters.client import NotificationNotFoundError, TidingsClient
 from tidings.workers.worker import running_worker
 
 
@@ -294,3 +294,10 @@ async def test_secret_bearing_urls_stay_out_of_history_state_summaries_and_logs(
     assert slack_state.destination.endswith("/services/T1/B1/…")
     assert webhook_state.destination == f"http://…@127.0.0.1:{http_endpoint.port}/hook?…"
     assert webhook_state.last_error is not None and "answered 400" in webhook_state.last_error
+
+
+async def test_an_id_without_its_recipient_gets_a_hint(tidings: TidingsClient) -> None:
+    with pytest.raises(NotificationNotFoundError, match=r"names its recipient: order-9~<recipient id>"):
+        await tidings.status("order-9")
+    with pytest.raises(NotificationNotFoundError, match=r"names its recipient"):
+        await tidings.cancel("order-9")

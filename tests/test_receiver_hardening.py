@@ -316,7 +316,9 @@ async def test_random_tokens_never_fail_the_receiver(target: Target, token: str)
         await target.client.get(f"/u/{quote(token, safe='')}"),
         await target.client.post("/events", json={"token": token, "kind": "opened"}),
     ):
-        assert response.status_code in (400, 403, 404), response.text
+        # `.` and `..` are path segments: the client normalises `/c/.` to `/c/`, which the router
+        # redirects (307) to `/c`; nothing is acted on either way
+        assert response.status_code in (307, 400, 403, 404), response.text
 
 
 async def test_the_replay_log_keeps_no_usable_token(target: Target) -> None:

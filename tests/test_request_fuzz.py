@@ -102,11 +102,52 @@ requests = st.fixed_dictionaries(
     },
 )
 
+# Requests a service would plausibly send, varied where the wild strategy rarely passes: most are
+# valid, so the sample run below always has accepted requests to drive through the workflow.
+plausible = st.fixed_dictionaries(
+    {
+        "recipients": st.lists(
+            st.fixed_dictionaries(
+                {"id": st.sampled_from(["pl-1", "pl-2", "pl-3"])},
+                optional={
+                    "email": st.just("pl@example.com"),
+                    "phone": st.sampled_from(["+4915112345678", "+1 212 555 0123"]),
+                    "webhook_url": st.just(CLOSED_PORT_URL),
+                    "timezone": st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kolkata"]),
+                    "locale": st.sampled_from(["en", "de", "pt-BR"]),
+                },
+            ),
+            min_size=1,
+            max_size=2,
+            unique_by=lambda r: r["id"],
+        ),
+        "channels": st.lists(
+            st.sampled_from(["email", "webhook", "sms", "in_app", "push"]),
+            min_size=1,
+            max_size=3,
+            unique=True,
+        ),
+        "content": st.fixed_dictionaries(
+            {"title": st.text(min_size=1, max_size=40).filter(lambda t: t.isprintable())},
+            optional={
+                "body": st.text(max_size=200),
+                "variables": st.dictionaries(st.text(max_size=5), json_values),
+            },
+        ),
+    },
+    optional={
+        "priority": st.sampled_from(["low", "normal", "high", "critical"]),
+        "category": st.sampled_from(["orders", "security", "news"]),
+        "schedule_at": st.sampled_from(["2031-01-01T09:00:00+00:00", "2020-01-01T00:00:00+00:00"]),
+        "retry": st.just({"webhook": {"maximum_attempts": 2, "maximum_interval": "PT2S"}}),
+    },
+)
+
 ACCEPTED: list[dict[str, Any]] = []
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(request=requests)
+@given(request=requests | plausible)
 def test_every_request_is_refused_clearly_or_decodes_in_the_worker(request: dict[str, Any]) -> None:
     try:
         inputs = validate_request(request)
