@@ -36,6 +36,7 @@ from tidings.activities.templates import validate_template_content
 from tidings.models import (
     DEFAULT_TASK_QUEUE,
     RECIPIENT_SEPARATOR,
+    DeliveryInput,
     DeliveryStatus,
     NotificationInput,
     NotificationRequest,
@@ -142,17 +143,29 @@ def validate_request(
     return split_by_recipient(parsed, now)
 
 
-def with_live_attempts(
-    state: NotificationState, description: WorkflowExecutionDescription
+async def with_live_attempts(
+    state: NotificationState, handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
 ) -> NotificationState:
     """Fill in the attempt under way and the last failure of each delivery that is retrying.
 
     The workflow learns an activity's attempts only when it ends; the server knows them while it
-    retries (the pending activity, whose id is the delivery id).
+    retries (its pending activities). Which delivery a pending activity is comes from the input it
+    was scheduled with, read from history only when a delivery is retrying at all.
     """
-    pending = {p.activity_id: p for p in description.raw_description.pending_activities}
+    pending = {p.activity_id: p for p in description.raw_description.pending_activities if p.attempt > 1}
+    if not pending:
+        return state
+    delivery_of: dict[str, str] = {}
+    converter = handle._client.data_converter
+    async for event in handle.fetch_history_events():
+        if not event.HasField("activity_task_scheduled_event_attributes"):
+            continue
+        scheduled = event.activity_task_scheduled_event_attributes
+        if scheduled.activity_id in pending and scheduled.activity_type.name == "deliver":
+            [delivery] = await converter.decode(scheduled.input.payloads, [DeliveryInput])
+            delivery_of[delivery.delivery_id] = scheduled.activity_id
     for destination in state.destinations:
-        activity = pending.get(destination.delivery_id)
+        activity = pending.get(delivery_of.get(destination.delivery_id, ""))
         if activity is None or destination.status is not DeliveryStatus.sending:
             continue
         destination.attempts = activity.attempt
@@ -174,7 +187,7 @@ class NotificationHandle:
     async def status(self) -> NotificationState:
         """The live state, with the attempt and last failure of deliveries that are retrying."""
         state = await self._handle.query(NotificationWorkflow.status)
-        return with_live_attempts(state, await self._handle.describe())
+        return await with_live_attempts(state, self._handle, await self._handle.describe())
 
     async def result(self) -> NotificationState:
         result = await self._handle.result()
@@ -260,7 +273,8 @@ class TidingsClient:
         try:
             description = await handle.describe()
             if description.status is WorkflowExecutionStatus.RUNNING:
-                return with_live_attempts(await handle.query(NotificationWorkflow.status), description)
+                state = await handle.query(NotificationWorkflow.status)
+                return await with_live_attempts(state, handle, description)
             if description.status is WorkflowExecutionStatus.COMPLETED:
                 return NotificationState.model_validate(await handle.result())
         except RPCError as exc:

@@ -181,3 +181,27 @@ async def test_push_success_all_needs_every_device(
         state = await handle.result()
     assert [d.channel.value for d in state.destinations].count("email") == 1
     assert len(smtp_sink.received) == 1
+
+
+async def test_many_devices_are_delivered_at_most_ten_at_a_time(
+    push: TidingsClient, store: SqliteStore, fcm_sandbox: tuple[FcmSandbox, FcmSettings]
+) -> None:
+    """A workflow task never schedules more than 10 deliveries (each input carries the content)."""
+    devices = [{"id": f"d{n}", "platform": "fcm", "token": f"fcm-{n}"} for n in range(23)]
+    await store.put(Recipient.model_validate({"id": "gadgets", "devices": devices}))
+    [handle] = await push.send(
+        {"recipients": ["gadgets"], "channels": ["push"], "content": {"title": "Hi", "body": "x" * 20_000}}
+    )
+    state = await handle.result()
+    assert state.phase is Phase.delivered and len(state.destinations) == 23
+    assert sorted(m["token"] for m in fcm_sandbox[0].sent) == sorted(d["token"] for d in devices)
+    history = await push.client.get_workflow_handle(handle.workflow_id).fetch_history()
+    scheduled_per_task: list[int] = []
+    for event in history.events:
+        if event.HasField("workflow_task_completed_event_attributes"):
+            scheduled_per_task.append(0)
+        elif event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled_per_task[-1] += 1
+            inputs = event.activity_task_scheduled_event_attributes.input.payloads
+            assert b'"devices":[{' in inputs[0].data and inputs[0].data.count(b'"platform"') == 1
+    assert max(scheduled_per_task) == 10 and sum(scheduled_per_task) == 23

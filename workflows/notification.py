@@ -64,7 +64,6 @@ with workflow.unsafe.imports_passed_through():
 PERMANENT_ERROR_TYPES = ["PermanentDeliveryError", "ProviderNotConfigured", "RenderError"]
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Patch ids (workflow.patched): histories recorded before a change replay the old way.
-PATCH_DELIVERY_ACTIVITY_ID = "deliver-activity-id-is-delivery-id"
 PATCH_BOUNDED_FAN_OUT = "bounded-delivery-fan-out"
 
 _NO_INPUT = RawValue(Payload())
@@ -378,14 +377,8 @@ class NotificationWorkflow:
         if schedule_to_close <= timedelta(0):
             return self._record_failure(state, "expired before this destination was tried", "timeout", 0)
         summary = destination.label + (f" (fallback from {fallback_from.value})" if fallback_from else "")
-        # The activity id is the delivery id, so that a client can match the pending activity (its
-        # live attempt and last failure) to the destination while it retries.
-        activity_id = state.delivery_id if workflow.patched(PATCH_DELIVERY_ACTIVITY_ID) else None
-        # At most MAX_CONCURRENT_DELIVERIES run at once: a workflow task never carries more than
-        # that many activity inputs (see the size budget in tidings.models).
-        slot = self._delivery_slots if workflow.patched(PATCH_BOUNDED_FAN_OUT) else contextlib.nullcontext()
         try:
-            async with slot:
+            async with self._delivery_slot():
                 result = await workflow.execute_activity_method(
                     DeliveryActivities.deliver,
                     DeliveryInput(
@@ -410,7 +403,6 @@ class NotificationWorkflow:
                         non_retryable_error_types=[*PERMANENT_ERROR_TYPES, *policy.non_retryable_error_types],
                     ),
                     summary=summary,
-                    activity_id=activity_id,
                 )
         except ActivityError as err:
             reason, kind, attempts, details = _describe_failure(err, policy)
@@ -427,6 +419,15 @@ class NotificationWorkflow:
         state.finished_at = workflow.now()
         workflow.set_current_details(current_details(self._state))
         return True
+
+    def _delivery_slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """At most MAX_CONCURRENT_DELIVERIES run at once, so a workflow task never carries more than
+        that many activity inputs (see the size budget in tidings.models). Histories from before
+        the bound (no patch marker) replay unbounded; the marker is only recorded by a notification
+        that actually has to wait for a slot, so the others' histories stay as short as before."""
+        if self._delivery_slots.locked() and not workflow.patched(PATCH_BOUNDED_FAN_OUT):
+            return contextlib.nullcontext()
+        return self._delivery_slots
 
     def _record_failure(self, state: DestinationState, reason: str, kind: ErrorKind, attempts: int) -> bool:
         state.status = DeliveryStatus.failed
