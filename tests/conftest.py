@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings as hypothesis_settings
 from temporalio.client import Client, Interceptor, OutboundInterceptor, StartWorkflowInput, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -36,6 +37,12 @@ from tidings.workflows.notification import NotificationWorkflow
 
 if TYPE_CHECKING:
     from tests.postgres_fixture import PostgresServer
+
+# CI explores the same examples on every run (a red CI must mean a change broke something, not that
+# the fuzzer drew a new input today); local runs keep exploring at random.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 pytest_plugins = ["tests.push_fixtures", "tests.postgres_fixture"]
 

@@ -68,6 +68,9 @@ def base(**extra: Any) -> dict[str, Any]:
         ({"content": {"title": "x", "body": "y" * 70_000}}, "the limit is 64 KiB"),
         ({"content": {"template_id": "welcome", "variables": {"a": _nested(40)}}}, "nested more than 16"),
         ({"recipients": [{"id": "u", "locale": "x" * 300}]}, "a locale is a language tag"),
+        # found by the request fuzzer: JSON would carry these as null
+        ({"content": {"title": "x", "variables": {"a": [float("inf")]}}}, "numbers must be finite"),
+        ({"content": {"title": "x", "platform_overrides": {"apns": {"x": float("nan")}}}}, "must be finite"),
     ],
 )
 def test_bad_requests_are_refused_with_a_specific_message(change: dict[str, Any], message: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 import uuid
 from datetime import datetime, time, timedelta
@@ -178,9 +179,20 @@ def nesting_depth(value: Any) -> int:
     return deepest
 
 
-def _check_nesting(value: dict[str, Any]) -> dict[str, Any]:
+def _check_json_value(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form values travel as JSON: bounded nesting, and no NaN or infinity (JSON has neither,
+    so they would arrive in the worker as something else than what was validated)."""
     if nesting_depth(value) > MAX_NESTING:
         raise ValueError(f"nested more than {MAX_NESTING} levels deep")
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (JSON has no NaN or infinity)")
     return value
 
 
@@ -398,11 +410,11 @@ class Content(Model):
     image: HttpUrl | None = None
     url: HttpUrl | None = None
     template_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
-    variables: Annotated[dict[str, Any], AfterValidator(_check_nesting)] = Field(default_factory=dict)
+    variables: Annotated[dict[str, Any], AfterValidator(_check_json_value)] = Field(default_factory=dict)
     collapse_key: str | None = Field(default=None, max_length=200)
     platform_overrides: dict[
         Literal["android", "apns", "webpush", "slack"],
-        Annotated[dict[str, Any], AfterValidator(_check_nesting)],
+        Annotated[dict[str, Any], AfterValidator(_check_json_value)],
     ] = Field(
         default_factory=dict,
         description="merged into the FCM message's android/apns/webpush blocks (and the APNs payload)",
