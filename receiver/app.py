@@ -38,7 +38,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from twilio.request_validator import RequestValidator
 
-from tidings.activities.store.base import ReceiptLog, SubscriberStore
+from tidings.activities.store.base import ReceiptLog, StoreUnavailableError, SubscriberStore
 from tidings.links import InvalidToken, Purpose, canonical_payload, verify_token
 from tidings.models import DeliveryReceipt, Engagement, EngagementKind, ReceiptStatus
 from tidings.settings import Settings
@@ -131,7 +131,8 @@ class Receiver:
                 Route("/events", self.event, methods=["POST"]),
                 Route("/u/{token:path}", self.unsubscribe, methods=["GET", "POST"]),
                 Route("/healthz", lambda _: Response("ok"), methods=["GET"]),
-            ]
+            ],
+            exception_handlers={StoreUnavailableError: store_unavailable},
         )
 
     async def twilio_status(self, request: Request) -> Response:
@@ -153,7 +154,15 @@ class Receiver:
         if status is None or not workflow_id:
             return Response(status_code=204)
         sid = params.get("MessageSid", "")
-        if not await self._log.first_sighting(f"twilio:{sid}:{status.value}"):
+        key = f"twilio:{sid}:{status.value}"
+        try:
+            first = await self._log.first_sighting(key)
+        except StoreUnavailableError:
+            # Twilio does not retry a failed status callback: better a duplicate receipt in the
+            # workflow's state than a lost one. Keeping a late receipt still needs the store.
+            log.warning("receipt log unavailable: %s passed on without the duplicate check", key)
+            first = True
+        if not first:
             return Response(status_code=204)  # a retried or replayed callback
         receipt = DeliveryReceipt(
             delivery_id=request.query_params.get("d"),
@@ -263,3 +272,11 @@ async def run_receiver(settings: Settings) -> None:
         await uvicorn.Server(config).serve()
     finally:
         await store.aclose()
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    """The database is down: say so, and when to try again, instead of an opaque 500."""
+    log.warning("store unavailable while handling %s: %s", request.url.path, exc)
+    return Response(
+        "the store is unavailable; try again later", status_code=503, headers={"Retry-After": "30"}
+    )

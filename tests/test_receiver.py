@@ -13,10 +13,13 @@ from pathlib import Path
 import httpx
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
+from twilio.request_validator import RequestValidator
 
 from tests.conftest import BIN_DIR
+from tests.postgres_fixture import PostgresServer
 from tidings.activities.inbox import InboxStore
 from tidings.activities.store.base import ReceiptLog
+from tidings.activities.store.postgres import PostgresStore
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.links import Purpose, event_token, sign_token
 from tidings.models import DeliveryStatus, Phase
@@ -221,3 +224,43 @@ async def test_a_replayed_event_is_acknowledged_and_signalled_once(stack: Stack,
     state = await handle.result()
     assert [e.kind for e in state.destinations[0].engagement] == ["dismissed", "opened"]
     assert [d.channel.value for d in state.destinations] == ["in_app"]  # `opened` stopped escalation
+
+
+async def test_receipts_reach_running_notifications_while_the_database_is_down(
+    ts_env: WorkflowEnvironment, tidings: TidingsClient, private_postgres: PostgresServer
+) -> None:
+    """Twilio does not retry a failed status callback: with the receipt log's database down, a
+    receipt still reaches its running notification, and one that would have to be kept (its
+    notification finished) gets 503 with Retry-After instead of an opaque 500."""
+    store = await PostgresStore.open(await private_postgres.create_database(), connect_timeout=2)
+    public = "https://hooks.example.com"
+    configured = Settings.model_validate(
+        {"twilio": {"account_sid": SID, "auth_token": TOKEN}, "receiver": {"public_url": public}}
+    )
+    app = Receiver(configured, ts_env.client, store.receipts, store).app()
+    [handle] = await tidings.send(
+        {"recipients": [{"id": "db-down", "email": "d@example.com"}], "channels": ["email"],
+         "content": {"title": "Later"}, "schedule_at": "2099-01-01T00:00:00+00:00"}
+    )  # fmt: skip
+
+    async def callback(client: httpx.AsyncClient, workflow_id: str) -> httpx.Response:
+        path = f"/twilio/status?w={workflow_id}&d=unknown-delivery"
+        params = {"MessageSid": "SMdown", "MessageStatus": "delivered", "AccountSid": SID}
+        signature = RequestValidator(TOKEN).compute_signature(f"{public}{path}", params)
+        return await client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+    try:
+        private_postgres.stop()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=public) as client:
+            assert (await callback(client, handle.workflow_id)).status_code == 204
+            gone = await callback(client, "notification-finished-long-ago")
+            assert gone.status_code == 503 and gone.headers["retry-after"] == "30"
+            assert private_postgres.password not in gone.text
+        state = await handle.status()
+        assert any(
+            "receipt for an unknown delivery ignored: unknown-delivery" in e.message for e in state.events
+        )
+    finally:
+        private_postgres.start()
+        await store.aclose()
+        await tidings.cancel(handle.notification_id)
