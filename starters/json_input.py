@@ -12,29 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tidings.models import nesting_depth
+
 MAX_JSON_DEPTH = 64
 
 
 class JsonInputError(ValueError):
     """A JSON file given on the command line cannot be used; the message names the file and flag."""
-
-
-def json_depth(value: Any) -> int:
-    """How deeply arrays and objects nest in `value` (a scalar is 0), computed without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            deepest = max(deepest, depth)
-            continue
-        deepest = max(deepest, depth + 1)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 def read_json_file(path: str, flag: str) -> Any:
@@ -53,6 +37,6 @@ def read_json_file(path: str, flag: str) -> Any:
         raise too_deep from None
     except json.JSONDecodeError as exc:
         raise JsonInputError(f"{flag}: {path} is not valid JSON: {exc}") from None
-    if json_depth(value) > MAX_JSON_DEPTH:
+    if nesting_depth(value) > MAX_JSON_DEPTH:
         raise too_deep
     return value

@@ -258,6 +258,6 @@ def reference_depth(value: Any) -> int:
 
 @given(json_values)
 def test_json_depth_matches_the_recursive_definition(value: Any) -> None:
-    from tidings.starters.json_input import json_depth
+    from tidings.models import nesting_depth as json_depth
 
     assert json_depth(value) == reference_depth(value)

@@ -169,3 +169,38 @@ def disable_webhook(url: str, reason: str) -> Change:
         return False
 
     return change
+
+
+class SubscriberChanges:
+    """The subscriber changes both backends offer, each one read-modify-write of one subscriber
+    through the backend's `_modify` (which makes it atomic: a row lock, or SQLite's write lock)."""
+
+    async def _modify(self, recipient_id: str, change: Change) -> tuple[Recipient, bool]:
+        raise NotImplementedError
+
+    async def _modify_if_known(self, recipient_id: str, change: Change) -> bool:
+        try:
+            return (await self._modify(recipient_id, change))[1]
+        except UnknownRecipientError:
+            return False
+
+    async def set_preferences(self, recipient_id: str, preferences: Preferences) -> Recipient:
+        return (await self._modify(recipient_id, set_preferences(preferences)))[0]
+
+    async def add_device(self, recipient_id: str, device: Device) -> Recipient:
+        return (await self._modify(recipient_id, add_device(device)))[0]
+
+    async def remove_device(self, recipient_id: str, device_id: str) -> Recipient:
+        return (await self._modify(recipient_id, remove_device(recipient_id, device_id)))[0]
+
+    async def deactivate_device(
+        self, recipient_id: str, device_id: str, reason: str, provider_timestamp: datetime | None = None
+    ) -> bool:
+        change = deactivate_device(device_id, reason, provider_timestamp)
+        return await self._modify_if_known(recipient_id, change)
+
+    async def opt_out_channel(self, recipient_id: str, channel: Channel) -> bool:
+        return await self._modify_if_known(recipient_id, opt_out_channel(channel))
+
+    async def disable_webhook(self, recipient_id: str, url: str, reason: str) -> bool:
+        return await self._modify_if_known(recipient_id, disable_webhook(url, reason))

@@ -37,11 +37,10 @@ from tidings.activities.store.base import (
     LateReceipt,
     StoreSchemaError,
     StoreUnavailableError,
-    UnknownRecipientError,
     check_page,
 )
 from tidings.activities.store.postgres_migrations import LATEST_VERSION, LOCK_KEY, MIGRATIONS
-from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
+from tidings.models import DeliveryReceipt, Recipient
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ def describe_dsn(dsn: str) -> str:
     return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or parts.get('user') or '?'}"
 
 
-class PostgresStore:
+class PostgresStore(common.SubscriberChanges):
     backend = "postgres"
 
     def __init__(
@@ -234,27 +233,6 @@ class PostgresStore:
 
         return await self.run(delete)
 
-    async def set_preferences(self, recipient_id: str, preferences: Preferences) -> Recipient:
-        return (await self._modify(recipient_id, common.set_preferences(preferences)))[0]
-
-    async def add_device(self, recipient_id: str, device: Device) -> Recipient:
-        return (await self._modify(recipient_id, common.add_device(device)))[0]
-
-    async def remove_device(self, recipient_id: str, device_id: str) -> Recipient:
-        return (await self._modify(recipient_id, common.remove_device(recipient_id, device_id)))[0]
-
-    async def deactivate_device(
-        self, recipient_id: str, device_id: str, reason: str, provider_timestamp: datetime | None = None
-    ) -> bool:
-        change = common.deactivate_device(device_id, reason, provider_timestamp)
-        return await self._modify_if_known(recipient_id, change)
-
-    async def opt_out_channel(self, recipient_id: str, channel: Channel) -> bool:
-        return await self._modify_if_known(recipient_id, common.opt_out_channel(channel))
-
-    async def disable_webhook(self, recipient_id: str, url: str, reason: str) -> bool:
-        return await self._modify_if_known(recipient_id, common.disable_webhook(url, reason))
-
     async def export(self, batch_size: int = 500) -> AsyncIterator[list[Recipient]]:
         after = ""
         while True:
@@ -327,12 +305,6 @@ class PostgresStore:
                 return recipient, changed
 
         return await self.run(modify)
-
-    async def _modify_if_known(self, recipient_id: str, change: common.Change) -> bool:
-        try:
-            return (await self._modify(recipient_id, change))[1]
-        except UnknownRecipientError:
-            return False
 
 
 async def _load(conn: Connection, recipient_id: str) -> Recipient | None:

@@ -27,10 +27,9 @@ from tidings.activities.store.base import (
     InboxMessages,
     LateReceipt,
     StoreSchemaError,
-    UnknownRecipientError,
     check_page,
 )
-from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
+from tidings.models import DeliveryReceipt, Recipient
 
 T = TypeVar("T")
 
@@ -275,7 +274,7 @@ def _write_recipient(db: sqlite3.Connection, recipient: Recipient) -> None:
     db.executemany(_INSERT_DEVICE, [_params(row) for row in common.device_rows(recipient)])
 
 
-class SqliteStore:
+class SqliteStore(common.SubscriberChanges):
     backend = "sqlite"
 
     def __init__(self, path: Path | str, *, migrate: bool = True, check: bool = True) -> None:
@@ -328,27 +327,6 @@ class SqliteStore:
 
         return await self.write(delete)
 
-    async def set_preferences(self, recipient_id: str, preferences: Preferences) -> Recipient:
-        return (await self._modify(recipient_id, common.set_preferences(preferences)))[0]
-
-    async def add_device(self, recipient_id: str, device: Device) -> Recipient:
-        return (await self._modify(recipient_id, common.add_device(device)))[0]
-
-    async def remove_device(self, recipient_id: str, device_id: str) -> Recipient:
-        return (await self._modify(recipient_id, common.remove_device(recipient_id, device_id)))[0]
-
-    async def deactivate_device(
-        self, recipient_id: str, device_id: str, reason: str, provider_timestamp: datetime | None = None
-    ) -> bool:
-        change = common.deactivate_device(device_id, reason, provider_timestamp)
-        return await self._modify_if_known(recipient_id, change)
-
-    async def opt_out_channel(self, recipient_id: str, channel: Channel) -> bool:
-        return await self._modify_if_known(recipient_id, common.opt_out_channel(channel))
-
-    async def disable_webhook(self, recipient_id: str, url: str, reason: str) -> bool:
-        return await self._modify_if_known(recipient_id, common.disable_webhook(url, reason))
-
     async def export(self, batch_size: int = 500) -> AsyncIterator[list[Recipient]]:
         after = ""
         while True:
@@ -382,12 +360,6 @@ class SqliteStore:
             return recipient, changed
 
         return await self.write(modify)
-
-    async def _modify_if_known(self, recipient_id: str, change: common.Change) -> bool:
-        try:
-            return (await self._modify(recipient_id, change))[1]
-        except UnknownRecipientError:
-            return False
 
 
 def _message(row: sqlite3.Row | tuple[Any, ...], names: list[str]) -> InboxMessage:
