@@ -171,6 +171,32 @@ def disable_webhook(url: str, reason: str) -> Change:
     return change
 
 
+def write_statements(parameter: Callable[[str], str]) -> tuple[str, str, str]:
+    """The subscriber upsert, preferences upsert and device insert, with named parameters written
+    in the driver's style (`parameter("id")` is `%(id)s` for psycopg, `:id` for sqlite3)."""
+
+    def values(columns: tuple[str, ...] | list[str]) -> str:
+        return ", ".join(parameter(c) for c in columns)
+
+    subscriber = (
+        f"INSERT INTO subscribers ({', '.join(SUBSCRIBER_COLUMNS)}, updated_at) "
+        f"VALUES ({values(SUBSCRIBER_COLUMNS)}, {parameter('updated_at')}) ON CONFLICT (id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in SUBSCRIBER_COLUMNS if c != "id")
+        + ", updated_at = excluded.updated_at"
+    )
+    preferences = (
+        f"INSERT INTO preferences (subscriber_id, {', '.join(PREFERENCE_COLUMNS)}) "
+        f"VALUES ({parameter('subscriber_id')}, {values(PREFERENCE_COLUMNS)}) "
+        "ON CONFLICT (subscriber_id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in PREFERENCE_COLUMNS)
+    )
+    device = (
+        f"INSERT INTO devices (subscriber_id, {', '.join(DEVICE_COLUMNS)}) "
+        f"VALUES ({parameter('subscriber_id')}, {values(DEVICE_COLUMNS)})"
+    )
+    return subscriber, preferences, device
+
+
 class SubscriberChanges:
     """The subscriber changes both backends offer, each one read-modify-write of one subscriber
     through the backend's `_modify` (which makes it atomic: a row lock, or SQLite's write lock)."""

@@ -68,24 +68,8 @@ SELECT json_build_object(
 FROM subscribers AS s LEFT JOIN preferences AS p ON p.subscriber_id = s.id
 """
 
-_UPSERT_SUBSCRIBER = (
-    "INSERT INTO subscribers ({cols}, updated_at) VALUES ({vals}, %(updated_at)s) "
-    "ON CONFLICT (id) DO UPDATE SET {sets}, updated_at = excluded.updated_at"
-).format(
-    cols=", ".join(common.SUBSCRIBER_COLUMNS),
-    vals=", ".join(f"%({c})s" for c in common.SUBSCRIBER_COLUMNS),
-    sets=", ".join(f"{c} = excluded.{c}" for c in common.SUBSCRIBER_COLUMNS if c != "id"),
-)
-_UPSERT_PREFERENCES = (
-    "INSERT INTO preferences (subscriber_id, {cols}) VALUES (%(subscriber_id)s, {vals}) "
-    "ON CONFLICT (subscriber_id) DO UPDATE SET {sets}"
-).format(
-    cols=", ".join(common.PREFERENCE_COLUMNS),
-    vals=", ".join(f"%({c})s" for c in common.PREFERENCE_COLUMNS),
-    sets=", ".join(f"{c} = excluded.{c}" for c in common.PREFERENCE_COLUMNS),
-)
-_INSERT_DEVICE = "INSERT INTO devices (subscriber_id, {cols}) VALUES (%(subscriber_id)s, {vals})".format(
-    cols=", ".join(common.DEVICE_COLUMNS), vals=", ".join(f"%({c})s" for c in common.DEVICE_COLUMNS)
+_UPSERT_SUBSCRIBER, _UPSERT_PREFERENCES, _INSERT_DEVICE = common.write_statements(
+    lambda column: f"%({column})s"
 )
 _JSON_COLUMNS = {
     "opted_out_channels",
