@@ -1,0 +1,99 @@
+"""What the workflow hands its activities, and what they answer: one destination per delivery."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import Field
+
+from tidings.models.fields import AwareDatetime, Channel, Model, Priority
+from tidings.models.recipients import Recipient
+from tidings.models.requests import Content, RetrySpec
+from tidings.redaction import redact_address
+
+
+class Destination(Model):
+    """One place a message goes: an address, a number, a device, an endpoint."""
+
+    channel: Channel
+    provider: str
+    address: str = Field(description="where it goes; for devices, the device id")
+    device_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel.value}:{self.provider}:{self.address}"
+
+    @property
+    def label(self) -> str:
+        """A one-line name for the Web UI: 'fcm → device …a1b2', 'smtp → ada@example.com'."""
+        if self.device_id is not None:
+            tail = self.device_id if len(self.device_id) <= 8 else f"…{self.device_id[-4:]}"
+            return f"{self.provider} → device {tail}"
+        address = redact_address(self.address)
+        address = address if len(address) <= 48 else f"{address[:47]}…"
+        return f"{self.provider} → {address}"
+
+
+def delivery_id_for(workflow_id: str, destination: Destination) -> str:
+    """A deterministic id per (notification, destination) so providers can spot duplicates."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tidings:{workflow_id}/{destination.key}"))
+
+
+class DeliveryInput(Model):
+    """The input of one provider activity: everything needed to send to one destination."""
+
+    delivery_id: str
+    workflow_id: str
+    notification_id: str
+    destination: Destination
+    recipient: Recipient
+    content: Content
+    priority: Priority
+    category: str | None = None
+    expires_at: AwareDatetime | None = None
+    recipient_stored: bool = Field(
+        default=False,
+        description="secret-bearing URLs are redacted in `recipient`; deliver reads them from the store",
+    )
+
+
+class DeliveryResult(Model):
+    provider: str
+    provider_message_id: str | None = None
+    attempt: int = 1
+    accepted_at: AwareDatetime
+
+
+ErrorKind = Literal["permanent", "transient", "throttled", "timeout"]
+
+
+class PrepareInput(Model):
+    """Input of the local activity that loads the recipient and evaluates quiet hours."""
+
+    recipient_id: str
+    recipient: Recipient | None = None
+    channels: list[Channel]
+    at: AwareDatetime
+
+
+class Preparation(Model):
+    recipient: Recipient | None
+    recipient_stored: bool = Field(default=False, description="loaded from the store, secrets redacted")
+    quiet_hours_until: AwareDatetime | None = None
+    retry: dict[Channel, RetrySpec]
+    push_success: Literal["any", "all"] = "any"
+
+
+class DisableWebhookInput(Model):
+    recipient_id: str
+    url: str
+    reason: str
+
+
+class DeactivateDeviceInput(Model):
+    recipient_id: str
+    device_id: str
+    reason: str
+    provider_timestamp: AwareDatetime | None = None
