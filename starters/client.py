@@ -29,6 +29,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -144,7 +145,10 @@ def validate_request(
 
 
 async def with_live_attempts(
-    state: NotificationState, handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
+    state: NotificationState,
+    handle: WorkflowHandle[Any, Any],
+    description: WorkflowExecutionDescription,
+    converter: DataConverter,
 ) -> NotificationState:
     """Fill in the attempt under way and the last failure of each delivery that is retrying.
 
@@ -156,7 +160,6 @@ async def with_live_attempts(
     if not pending:
         return state
     delivery_of: dict[str, str] = {}
-    converter = handle._client.data_converter
     async for event in handle.fetch_history_events():
         if not event.HasField("activity_task_scheduled_event_attributes"):
             continue
@@ -183,11 +186,12 @@ class NotificationHandle:
     recipient_id: str
     existing: bool
     _handle: WorkflowHandle[Any, Any]
+    _converter: DataConverter
 
     async def status(self) -> NotificationState:
         """The live state, with the attempt and last failure of deliveries that are retrying."""
         state = await self._handle.query(NotificationWorkflow.status)
-        return await with_live_attempts(state, self._handle, await self._handle.describe())
+        return await with_live_attempts(state, self._handle, await self._handle.describe(), self._converter)
 
     async def result(self) -> NotificationState:
         result = await self._handle.result()
@@ -259,7 +263,9 @@ class TidingsClient:
         except WorkflowAlreadyStartedError:
             handle = self.client.get_workflow_handle_for(NotificationWorkflow.run, item.workflow_id)
             existing = True
-        return NotificationHandle(item.id, item.workflow_id, item.recipient_id, existing, handle)
+        return NotificationHandle(
+            item.id, item.workflow_id, item.recipient_id, existing, handle, self.client.data_converter
+        )
 
     def handle(self, notification_id: str) -> WorkflowHandle[Any, NotificationState]:
         return self.client.get_workflow_handle_for(NotificationWorkflow.run, workflow_id_for(notification_id))
@@ -274,7 +280,7 @@ class TidingsClient:
             description = await handle.describe()
             if description.status is WorkflowExecutionStatus.RUNNING:
                 state = await handle.query(NotificationWorkflow.status)
-                return await with_live_attempts(state, handle, description)
+                return await with_live_attempts(state, handle, description, self.client.data_converter)
             if description.status is WorkflowExecutionStatus.COMPLETED:
                 return NotificationState.model_validate(await handle.result())
         except RPCError as exc:
