@@ -22,6 +22,7 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from tidings import search_attributes as sa
 from tidings.activities.store.base import Store
 from tidings.codec import (
     ENCODING,
@@ -31,6 +32,8 @@ from tidings.codec import (
     codec_for,
     data_converter_for,
     generate_key,
+    recipient_hash_key,
+    recipient_id_hash,
 )
 from tidings.models import Phase
 from tidings.sandbox.http_endpoint import HttpEndpoint
@@ -328,3 +331,37 @@ def _messages(exc: BaseException) -> str:
         parts.append(f"{type(current).__name__}: {current}")
         current = current.__cause__ or current.__context__
     return "\n".join(parts)
+
+
+async def test_hashed_recipient_id_in_search_attributes(
+    ts_env: WorkflowEnvironment, settings: Settings, store: Store, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    hashed_settings = Settings.model_validate(
+        {
+            **settings.model_dump(),
+            "codec": {
+                "enabled": True,
+                "keys": {"k1": K1},
+                "active_key": "k1",
+                "hash_recipient_ids": True,
+                "recipient_id_hash_key": "a-long-recipient-hash-key",
+            },
+        }
+    )
+    key = recipient_hash_key(hashed_settings)
+    assert key is not None
+    client = client_with(ts_env, data_converter_for(hashed_settings))
+    task_queue = f"codec-{uuid.uuid4().hex[:8]}"
+    async with running_worker(client, hashed_settings, store, task_queue=task_queue):
+        tidings = TidingsClient(client, task_queue=task_queue, recipient_hash_key=key)
+        [handle] = await tidings.send(
+            {"id": "hash-1", "recipients": [{"id": "jane.doe", "email": EMAIL}], "channels": ["email"],
+             "content": {"title": TITLE}}
+        )  # fmt: skip
+        assert (await handle.result()).phase is Phase.delivered
+    description = await client.get_workflow_handle(handle.workflow_id).describe()
+    stored = description.typed_search_attributes.get(sa.RECIPIENT_ID)
+    expected = recipient_id_hash(b"a-long-recipient-hash-key", "jane.doe")
+    assert stored == expected and len(stored) == 64 and "jane" not in stored
+    assert f"RecipientId = '{expected}'" in tidings.recipient_query("jane.doe")
+    assert description.typed_search_attributes.get(sa.NOTIFICATION_STATUS) == "delivered"
