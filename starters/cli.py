@@ -35,7 +35,7 @@ from tidings.activities.store.base import Store, UnknownRecipientError
 from tidings.activities.store.factory import open_store
 from tidings.models import Channel, Device, NotificationState, Phase, Preferences, QuietHours, Recipient
 from tidings.settings import Settings, SettingsError, load_settings
-from tidings.starters import inbox, store_commands, template_commands, vapid
+from tidings.starters import codec_commands, inbox, store_commands, template_commands, vapid
 from tidings.starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
@@ -513,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     store_commands.register(sub)
     template_commands.register(sub)
     vapid.register(sub)
+    codec_commands.register(sub)
     return parser
 
 
