@@ -6,6 +6,7 @@ the same histories are read, replayed and queried through the codec.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -365,3 +366,33 @@ async def test_hashed_recipient_id_in_search_attributes(
     assert stored == expected and len(stored) == 64 and "jane" not in stored
     assert f"RecipientId = '{expected}'" in tidings.recipient_query("jane.doe")
     assert description.typed_search_attributes.get(sa.NOTIFICATION_STATUS) == "delivered"
+
+
+async def test_a_worker_without_the_key_fails_the_task_loudly_and_recovers_with_it(
+    ts_env: WorkflowEnvironment, settings: Settings, store: Store, smtp_sink: SmtpSink
+) -> None:
+    task_queue = f"codec-{uuid.uuid4().hex[:8]}"
+    k1_settings = codec_settings(settings, "k1", k1=K1)
+    k2_settings = codec_settings(settings, "k2", k2=K2)
+    starter = TidingsClient(client_with(ts_env, data_converter_for(k1_settings)), task_queue=task_queue)
+    [handle] = await starter.send(
+        {"id": "wrong-key", "recipients": [{"id": "u-wk", "email": EMAIL}], "channels": ["email"],
+         "content": {"title": TITLE}}
+    )  # fmt: skip
+    wrong = client_with(ts_env, data_converter_for(k2_settings))
+    failure = ""
+    async with running_worker(wrong, k2_settings, store, task_queue=task_queue):
+        for _ in range(100):
+            history = await ts_env.client.get_workflow_handle(handle.workflow_id).fetch_history()
+            failed = [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
+            if failed:
+                failure = failed[0].workflow_task_failed_event_attributes.failure.message
+                break
+            await asyncio.sleep(0.1)
+    assert "'k1'" in failure and "not configured" in failure, failure
+    assert K1 not in failure and K2 not in failure
+    assert not smtp_sink.received
+    right = client_with(ts_env, data_converter_for(k1_settings))
+    async with running_worker(right, k1_settings, store, task_queue=task_queue):
+        state = await right.get_workflow_handle(handle.workflow_id).result()
+    assert state["phase"] == "delivered" and len(smtp_sink.received) == 1
