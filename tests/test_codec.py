@@ -396,3 +396,36 @@ async def test_a_worker_without_the_key_fails_the_task_loudly_and_recovers_with_
     async with running_worker(right, k1_settings, store, task_queue=task_queue):
         state = await right.get_workflow_handle(handle.workflow_id).result()
     assert state["phase"] == "delivered" and len(smtp_sink.received) == 1
+
+
+async def test_signals_updates_queries_and_memo_are_encrypted_too(
+    sealed: tuple[TidingsClient, Settings], ts_env: WorkflowEnvironment
+) -> None:
+    tidings, _ = sealed
+    reason = "customer asked: wrong address at 12 Elm Street"
+    [handle] = await tidings.send(
+        {"id": "codec-sig", "recipients": [{"id": "u-sig", "email": EMAIL}], "channels": ["email"],
+         "content": {"title": TITLE}, "schedule_at": "2099-01-01T00:00:00+00:00"}
+    )  # fmt: skip
+    workflow = tidings.client.get_workflow_handle(handle.workflow_id)
+    await workflow.signal("reschedule", "2098-01-01T00:00:00+00:00")
+    assert (await tidings.status(handle.notification_id)).schedule_at is not None  # a query
+    outcome = await tidings.cancel(handle.notification_id, reason)  # an update
+    assert outcome.accepted
+    state = await handle.result()
+    assert state.phase is Phase.cancelled and reason in (state.reason or "")
+    # memo: the SDK encodes it with the same converter (Tidings sets none; any caller's is sealed)
+    [memo] = (await tidings.client.data_converter._encode_memo({"note": reason})).fields.values()
+    assert memo.metadata["encoding"] == ENCODING and reason.encode() not in memo.data
+
+    raw = await raw_history(ts_env, handle.workflow_id)
+    history = json.loads(raw)
+    kinds = {next(k for k in e if k.endswith("EventAttributes")) for e in history["events"]}
+    assert {
+        "workflowExecutionSignaledEventAttributes",
+        "workflowExecutionUpdateAcceptedEventAttributes",
+    } <= kinds
+    for secret in (reason, "2098-01-01", EMAIL, TITLE):
+        assert secret not in raw
+    for path in _plain_payload_paths(history):
+        assert "/searchAttributes/indexedFields/" in path or path.endswith("details/data"), path
