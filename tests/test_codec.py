@@ -11,13 +11,14 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
@@ -399,20 +400,27 @@ async def test_a_worker_without_the_key_fails_the_task_loudly_and_recovers_with_
 
 
 async def test_signals_updates_queries_and_memo_are_encrypted_too(
-    sealed: tuple[TidingsClient, Settings], ts_env: WorkflowEnvironment
+    sealed: tuple[TidingsClient, Settings], ts_env: WorkflowEnvironment, server_now: datetime
 ) -> None:
     tidings, _ = sealed
     reason = "customer asked: wrong address at 12 Elm Street"
+    moved_to = (server_now + timedelta(days=2)).isoformat()
     [handle] = await tidings.send(
         {"id": "codec-sig", "recipients": [{"id": "u-sig", "email": EMAIL}], "channels": ["email"],
-         "content": {"title": TITLE}, "schedule_at": "2099-01-01T00:00:00+00:00"}
+         "content": {"title": TITLE}, "schedule_at": (server_now + timedelta(days=1)).isoformat()}
     )  # fmt: skip
     workflow = tidings.client.get_workflow_handle(handle.workflow_id)
-    await workflow.signal("reschedule", "2098-01-01T00:00:00+00:00")
+    await workflow.signal("reschedule", moved_to)
     assert (await tidings.status(handle.notification_id)).schedule_at is not None  # a query
     outcome = await tidings.cancel(handle.notification_id, reason)  # an update
     assert outcome.accepted
-    state = await handle.result()
+    # wait without time skipping (it would move the shared test server's clock to the timer)
+    raw_handle = ts_env.client.get_workflow_handle(handle.workflow_id)
+    for _ in range(100):
+        if (await raw_handle.describe()).status is WorkflowExecutionStatus.COMPLETED:
+            break
+        await asyncio.sleep(0.05)
+    state = await tidings.status(handle.notification_id)
     assert state.phase is Phase.cancelled and reason in (state.reason or "")
     # memo: the SDK encodes it with the same converter (Tidings sets none; any caller's is sealed)
     [memo] = (await tidings.client.data_converter._encode_memo({"note": reason})).fields.values()
@@ -425,7 +433,7 @@ async def test_signals_updates_queries_and_memo_are_encrypted_too(
         "workflowExecutionSignaledEventAttributes",
         "workflowExecutionUpdateAcceptedEventAttributes",
     } <= kinds
-    for secret in (reason, "2098-01-01", EMAIL, TITLE):
+    for secret in (reason, moved_to[:16], EMAIL, TITLE):
         assert secret not in raw
     for path in _plain_payload_paths(history):
         assert "/searchAttributes/indexedFields/" in path or path.endswith("details/data"), path
