@@ -310,3 +310,41 @@ async def test_web_ui_shows_the_decrypted_summary_through_the_codec_server(
         metadata = rendered_markdown(await render(f"{base}/user-metadata"))
         assert f"email to ui-grace: {TITLE}" in metadata, metadata
         assert any("**Phase:** delivered" in m for m in metadata), metadata
+
+
+async def test_cli_generates_keys_and_the_server_refuses_to_start_unconfigured(tmp_path: Path) -> None:
+    tidings_cli = str(BIN_DIR / "tidings")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    env["TIDINGS_SETTINGS"] = str(_empty_settings(tmp_path))
+    code, out, err = await run(tidings_cli, "codec", "generate-key", env=env)
+    assert code == 0, err
+    assert len(base64.b64decode(out.strip(), validate=True)) == 32
+    code, _, err = await run(tidings_cli, "codec-server", env=env)
+    assert code == 2 and "needs codec.enabled" in err
+    env |= {"TIDINGS_CODEC__ENABLED": "true", "TIDINGS_CODEC__KEYS": json.dumps({"k1": KEY}),
+            "TIDINGS_CODEC__ACTIVE_KEY": "k1"}  # fmt: skip
+    code, _, err = await run(tidings_cli, "codec-server", env=env)
+    assert code == 2 and "needs codec_server.auth_token" in err and KEY not in err
+    port = free_port()
+    env |= {"TIDINGS_CODEC_SERVER__AUTH_TOKEN": TOKEN, "TIDINGS_CODEC_SERVER__PORT": str(port)}
+    process = await asyncio.create_subprocess_exec(
+        tidings_cli, "codec-server", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        started = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+        assert started["keys"] == ["k1"] and TOKEN not in json.dumps(started)
+        [sealed] = await codec().encode([Payload(metadata={"encoding": b"json/plain"}, data=b'"hi"')])
+        body = json_format.MessageToJson(Payloads(payloads=[sealed]))
+        async with httpx.AsyncClient() as http:
+            for _ in range(50):
+                try:
+                    answer = await http.post(f"http://127.0.0.1:{port}/{TOKEN}/decode", content=body)
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.1)
+        assert answer.status_code == 200 and values_of(answer.text) == ["hi"]
+    finally:
+        process.terminate()
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert TOKEN not in stderr.decode()
