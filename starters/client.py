@@ -293,7 +293,7 @@ class TidingsClient:
         return query
 
     async def find(self, recipient_id: str, status: Phase | None = None, limit: int = 100) -> list[str]:
-        """The notification ids of a recipient's notifications, newest first, through the
+        """The notification ids of a recipient's notifications, found through the
         `RecipientId` search attribute (visibility is eventually consistent: a notification
         started a moment ago may be missing)."""
         ids: list[str] = []
