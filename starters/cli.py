@@ -35,7 +35,7 @@ from tidings.activities.store.base import Store, UnknownRecipientError
 from tidings.activities.store.factory import open_store
 from tidings.models import Channel, Device, NotificationState, Phase, Preferences, QuietHours, Recipient
 from tidings.settings import Settings, SettingsError, load_settings
-from tidings.starters import inbox, store_commands, template_commands, vapid
+from tidings.starters import codec_commands, inbox, store_commands, template_commands, vapid
 from tidings.starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
@@ -244,7 +244,9 @@ async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
         raise _dev_extra_error([exc.name or str(exc)]) from None
 
     ports = DevPorts(temporal=args.port, ui=args.ui_port, smtp=args.smtp_port, receiver=args.receiver_port)
-    await run_dev(settings, data_dir=Path(args.data_dir), demo=args.demo, ports=ports)
+    await run_dev(
+        settings, data_dir=Path(args.data_dir), demo=args.demo, ports=ports, encrypt=not args.no_codec
+    )
     return 0
 
 
@@ -460,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--ui-port", type=port_number, default=8233, help="Temporal Web UI port (8233)")
     dev.add_argument("--smtp-port", type=port_number, default=1025, help="SMTP sink port (1025)")
     dev.add_argument("--receiver-port", type=port_number, default=8088, help="receiver port (8088)")
+    dev.add_argument(
+        "--no-codec",
+        dest="no_codec",
+        action="store_true",
+        help="do not encrypt payloads (by default the dev stack encrypts with a key kept in the data folder)",
+    )
     dev.set_defaults(run=cmd_dev)
 
     subscriber = sub.add_parser("subscriber", help="manage subscribers in the store").add_subparsers(
@@ -513,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     store_commands.register(sub)
     template_commands.register(sub)
     vapid.register(sub)
+    codec_commands.register(sub)
     return parser
 
 

@@ -28,15 +28,23 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from tidings import search_attributes as sa
 from tidings.activities.templates import validate_template_content
+from tidings.codec import recipient_hash_key, recipient_search_value
 from tidings.models import (
     DEFAULT_TASK_QUEUE,
     RECIPIENT_SEPARATOR,
+    WORKFLOW_ID_PREFIX,
     DeliveryInput,
     DeliveryStatus,
     NotificationInput,
@@ -51,6 +59,10 @@ from tidings.models import (
 from tidings.settings import Settings, load_settings
 from tidings.validation import validation_message as validation_message
 from tidings.workflows.notification import NotificationWorkflow, search_attributes_for
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class InvalidRequestError(ValueError):
@@ -206,11 +218,14 @@ class TidingsClient:
         task_queue: str = DEFAULT_TASK_QUEUE,
         templates_dir: Path | None = None,
         eager_start: bool = False,
+        recipient_hash_key: bytes | None = None,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
         self.templates_dir = templates_dir
         self.eager_start = eager_start
+        # codec.hash_recipient_ids: `RecipientId` holds HMAC-SHA256(key, id), set and queried here
+        self.recipient_hash_key = recipient_hash_key
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> TidingsClient:
@@ -221,6 +236,7 @@ class TidingsClient:
             await connect(settings),
             task_queue=settings.temporal.task_queue,
             templates_dir=settings.templates.directory,
+            recipient_hash_key=recipient_hash_key(settings),
         )
 
     async def __aenter__(self) -> TidingsClient:
@@ -252,7 +268,7 @@ class TidingsClient:
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=search_attributes_for(item, Phase.scheduled),
+                search_attributes=self._search_attributes(item),
                 static_summary=static_summary(item),
                 static_details=static_details(item),
                 request_eager_start=self.eager_start,
@@ -266,6 +282,31 @@ class TidingsClient:
         return NotificationHandle(
             item.id, item.workflow_id, item.recipient_id, existing, handle, self.client.data_converter
         )
+
+    def _search_attributes(self, item: NotificationInput) -> TypedSearchAttributes:
+        attributes = search_attributes_for(item, Phase.scheduled)
+        if self.recipient_hash_key is None:
+            return attributes
+        hashed = recipient_search_value(self.recipient_hash_key, item.recipient_id)
+        return attributes.updated(SearchAttributePair(sa.RECIPIENT_ID, hashed))
+
+    def recipient_query(self, recipient_id: str, status: Phase | None = None) -> str:
+        """The visibility query for a recipient's notifications (hashed like the attribute)."""
+        value = recipient_search_value(self.recipient_hash_key, recipient_id)
+        query = f"WorkflowType = 'NotificationWorkflow' AND RecipientId = {_quoted(value)}"
+        if status is not None:
+            query += f" AND NotificationStatus = {_quoted(status.value)}"
+        return query
+
+    async def find(self, recipient_id: str, status: Phase | None = None, limit: int = 100) -> list[str]:
+        """The notification ids of a recipient's notifications, found through the
+        `RecipientId` search attribute (visibility is eventually consistent: a notification
+        started a moment ago may be missing)."""
+        ids: list[str] = []
+        query = self.recipient_query(recipient_id, status)
+        async for execution in self.client.list_workflows(query, limit=limit):
+            ids.append(execution.id.removeprefix(WORKFLOW_ID_PREFIX))
+        return ids
 
     def handle(self, notification_id: str) -> WorkflowHandle[Any, NotificationState]:
         return self.client.get_workflow_handle_for(NotificationWorkflow.run, workflow_id_for(notification_id))

@@ -18,9 +18,16 @@ SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) all stop every child t
 The FCM, APNs, Twilio and Slack stand-ins, and the Temporal server's HTTP and metrics endpoints,
 listen on ports the OS picks, so they cannot collide.
 
+Payload encryption is on (unless `--no-codec`): with the settings' own `codec` keys when they
+enable it, otherwise with a dev key generated once into `<data>/sandbox/codec-keys.json`. A codec
+server on a port the OS picks, with a token kept in `<data>/sandbox/codec-server.token`, decodes
+for the Web UI (`temporal server start-dev --ui-codec-endpoint`) and for `temporal ...
+--codec-endpoint`; the stack prints its endpoint.
+
 At each start it writes `<data>/tidings-dev.toml`, the settings the `tidings` CLI needs to reach
-this stack (Temporal address, namespace, task queue, subscriber store; no secrets), and prints
-the `export TIDINGS_SETTINGS=...` line that points the CLI at it.
+this stack (Temporal address, namespace, task queue, subscriber store, and the codec keys when
+encryption is on: the file is then readable by its owner only), and prints the
+`export TIDINGS_SETTINGS=...` line that points the CLI at it.
 """
 
 from __future__ import annotations
@@ -41,9 +48,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pydantic import SecretStr
 from temporalio.client import Client
 
 from tidings.activities.store.factory import open_store
+from tidings.codec import generate_key
 from tidings.models import Recipient
 from tidings.receiver.app import Receiver
 from tidings.sandbox.apns import ApnsSandbox
@@ -55,6 +64,7 @@ from tidings.sandbox.smtp import SmtpSink
 from tidings.sandbox.twilio import TwilioSandbox
 from tidings.search_attributes import REGISTRATION
 from tidings.settings import ApnsSettings, FcmSettings, Settings
+from tidings.starters.codec_server import CodecServer, endpoint_url
 from tidings.workers.worker import connect, run_worker
 
 SERVER_START_TIMEOUT = 60.0
@@ -147,9 +157,86 @@ def write_cli_settings(settings: Settings, data_dir: Path) -> Path:
     if settings.templates.directory is not None:
         directory = str(settings.templates.directory.resolve())
         lines += ["", "[templates]", f"directory = {toml_string(directory)}"]
+    c = settings.codec
+    if c.enabled:
+        keys = ", ".join(f"{toml_string(k)} = {toml_string(v.get_secret_value())}" for k, v in c.keys.items())
+        lines += ["", "[codec]", "enabled = true", f"keys = {{ {keys} }}",
+                  f"active_key = {toml_string(c.active_key or '')}"]  # fmt: skip
+        if c.hash_recipient_ids and c.recipient_id_hash_key is not None:
+            hash_key = toml_string(c.recipient_id_hash_key.get_secret_value())
+            lines += ["hash_recipient_ids = true", f"recipient_id_hash_key = {hash_key}"]
     path = data_dir / CLI_SETTINGS_FILE
+    path.touch(mode=0o600)
+    if c.enabled:
+        path.chmod(0o600)  # it holds the payload keys
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+DEV_KEY_ID = "dev-1"
+
+
+def dev_codec_settings(settings: Settings, data_dir: Path) -> tuple[Settings, str]:
+    """Settings with payload encryption on, and the codec server's token (both kept in the data
+    folder, so histories written by an earlier run still decode).
+
+    The settings' own `codec` section wins when it enables encryption; otherwise a dev key is
+    generated once into `<data>/sandbox/codec-keys.json`.
+    """
+    folder = data_dir / "sandbox"
+    folder.mkdir(parents=True, exist_ok=True)
+    token = settings.codec_server.auth_token
+    token_file = folder / "codec-server.token"
+    if token is None:
+        if not token_file.exists():
+            token_file.touch(mode=0o600)
+            token_file.write_text(secrets.token_urlsafe(32))
+        token_value = token_file.read_text().strip()
+    else:
+        token_value = token.get_secret_value()
+    if settings.codec.enabled:
+        return settings, token_value
+    keys_file = folder / "codec-keys.json"
+    if not keys_file.exists():
+        keys_file.touch(mode=0o600)
+        keys_file.write_text(json.dumps({"keys": {DEV_KEY_ID: generate_key()}, "active_key": DEV_KEY_ID}))
+    codec = {**settings.codec.model_dump(), "enabled": True, **json.loads(keys_file.read_text())}
+    return Settings.model_validate({**settings.model_dump(), "codec": codec}), token_value
+
+
+def _codec_line(settings: Settings, data_dir: Path, endpoint: str | None) -> str:
+    """What the stack prints about encryption: never the token itself, only where it is kept."""
+    if endpoint is None:
+        return "not encrypted (--no-codec)"
+    base = endpoint.rsplit("/", 1)[0]
+    token_file = data_dir / "sandbox" / "codec-server.token"
+    return (
+        f"encrypted (key {settings.codec.active_key}); codec server for the Web UI and "
+        f"`temporal --codec-endpoint {base}/$(cat {shlex.quote(str(token_file))})`"
+    )
+
+
+@contextlib.asynccontextmanager
+async def codec_server(settings: Settings, token: str, ui_port: int) -> AsyncIterator[str]:
+    """Serve /encode and /decode on a free port for this stack's Web UI; yield the endpoint."""
+    server = CodecServer.from_settings(
+        settings.model_copy(
+            update={
+                "codec_server": settings.codec_server.model_copy(
+                    update={
+                        "auth_token": SecretStr(token),
+                        "allowed_origins": [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"],
+                    }
+                )
+            }
+        )
+    )
+    served = UvicornServer(server.app())
+    await served.start()
+    try:
+        yield endpoint_url("127.0.0.1", served.port, token)
+    finally:
+        await served.stop()
 
 
 def temporal_cli() -> str:
@@ -165,7 +252,7 @@ def temporal_cli() -> str:
     return found
 
 
-def server_command(data_dir: Path, port: int, ui_port: int) -> list[str]:
+def server_command(data_dir: Path, port: int, ui_port: int, codec_endpoint: str | None = None) -> list[str]:
     command = [
         temporal_cli(), "server", "start-dev",
         "--db-filename", str(data_dir / "temporal.sqlite"),
@@ -177,17 +264,24 @@ def server_command(data_dir: Path, port: int, ui_port: int) -> list[str]:
     ]  # fmt: skip
     for name, kind in REGISTRATION.items():
         command += ["--search-attribute", f"{name}={kind}"]
+    if codec_endpoint is not None:
+        command += ["--ui-codec-endpoint", codec_endpoint]
     return command
 
 
 @contextlib.asynccontextmanager
-async def temporal_dev_server(data_dir: Path, port: int, ui_port: int) -> AsyncIterator[Client]:
+async def temporal_dev_server(
+    data_dir: Path, port: int, ui_port: int, codec_endpoint: str | None = None
+) -> AsyncIterator[Client]:
     """Run the Temporal dev server until the block exits; yield a connected client."""
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     log_path = data_dir / "temporal-server.log"
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
-            *server_command(data_dir, port, ui_port), stdout=log, stderr=log, start_new_session=True
+            *server_command(data_dir, port, ui_port, codec_endpoint),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
     try:
         client = await _wait_for_server(process, f"127.0.0.1:{port}", log_path)
@@ -367,7 +461,12 @@ async def _until_stopped(
 
 
 async def run_dev(
-    settings: Settings, *, data_dir: Path, demo: bool = False, ports: DevPorts | None = None
+    settings: Settings,
+    *,
+    data_dir: Path,
+    demo: bool = False,
+    ports: DevPorts | None = None,
+    encrypt: bool = True,
 ) -> None:
     """Run the stack until SIGINT, SIGTERM or SIGHUP; raise `PortInUseError` before starting
     anything if a port is taken."""
@@ -379,20 +478,41 @@ async def run_dev(
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
-        await _run_stack(settings, data_dir, demo, ports, stop)
+        await _run_stack(settings, data_dir, demo, ports, stop, encrypt)
     finally:
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
 
 
 async def _run_stack(
-    settings: Settings, data_dir: Path, demo: bool, ports: DevPorts, stop: asyncio.Event
+    settings: Settings, data_dir: Path, demo: bool, ports: DevPorts, stop: asyncio.Event, encrypt: bool
 ) -> None:
-    port, ui_port = ports.temporal, ports.ui
-    mail_dir = data_dir / "mail"
-    smtp = SmtpSink(host="127.0.0.1", port=ports.smtp, save_dir=mail_dir)
+    smtp = SmtpSink(host="127.0.0.1", port=ports.smtp, save_dir=data_dir / "mail")
+    codec_endpoint: str | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        if encrypt:
+            await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+            settings, token = await asyncio.to_thread(dev_codec_settings, settings, data_dir)
+            codec_endpoint = await stack.enter_async_context(codec_server(settings, token, ports.ui))
+        else:
+            settings = settings.model_copy(
+                update={"codec": settings.codec.model_copy(update={"enabled": False})}
+            )
+        await _run_services(settings, data_dir, demo, ports, stop, smtp, codec_endpoint)
+
+
+async def _run_services(
+    settings: Settings,
+    data_dir: Path,
+    demo: bool,
+    ports: DevPorts,
+    stop: asyncio.Event,
+    smtp: SmtpSink,
+    codec_endpoint: str | None,
+) -> None:
+    port, ui_port, mail_dir = ports.temporal, ports.ui, data_dir / "mail"
     async with (
-        temporal_dev_server(data_dir, port, ui_port) as client,
+        temporal_dev_server(data_dir, port, ui_port, codec_endpoint) as _server,
         push_sandboxes(data_dir) as push,
         messaging_sandboxes(data_dir, ports.receiver) as messaging,
     ):
@@ -401,6 +521,7 @@ async def _run_stack(
         slack_example = messaging.pop("slack_webhook_example")
         settings = Settings.model_validate({**settings.model_dump(), **messaging})
         store = await open_store(settings.store)
+        client = await connect(settings)  # with the payload codec, as the worker's
         receiver = UvicornServer(
             Receiver(settings, client, store.receipts, store).app(), port=settings.receiver.port
         )
@@ -420,6 +541,7 @@ async def _run_stack(
                 f"  Slack sandbox:    incoming webhook {slack_example}\n"
                 f"  Receiver:         {settings.receiver.public_url} "
                 "(Twilio callbacks, /c/ clicks, /events)\n"
+                f"  Payloads:         {_codec_line(settings, data_dir, codec_endpoint)}\n"
                 f"  CLI settings:     {cli_settings}; in another terminal:\n"
                 f"    export TIDINGS_SETTINGS={shlex.quote(str(cli_settings))}\n"
                 f"Press Ctrl-C to stop.",

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN_DIR
+from tests.test_codec_server import payload_texts
 
 pytestmark = pytest.mark.e2e
 
@@ -37,6 +38,15 @@ async def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
     )
     out, _ = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode or 0, out.decode()
+
+
+async def temporal(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        str(BIN_DIR / "temporal"), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
 
 
 def free_ports(count: int) -> list[int]:
@@ -128,6 +138,17 @@ async def test_dev_stack_delivers_the_demo_and_stops_cleanly(tmp_path: Path) -> 
             and sms["status"] == "sent"
             and sms["provider_message_id"].startswith("SM")
         )
+        # payloads are encrypted; the printed codec server decodes them for the temporal CLI
+        [demo_id] = re.findall(r"demo notification (\S+):", "".join(output))
+        [codec_base] = re.findall(r"--codec-endpoint (http://127\.0\.0\.1:\d+)/", "".join(output))
+        token = (tmp_path / "data" / "sandbox" / "codec-server.token").read_text().strip()
+        assert token not in "".join(output)
+        show = ["workflow", "show", "-w", demo_id, "--address", f"127.0.0.1:{port}", "-o", "json"]
+        raw = "\n".join(payload_texts(json.loads(await temporal(*show))))
+        assert "demo@tidings.localhost" not in raw and "Welcome to Tidings" not in raw
+        decoded = await temporal(*show, "--codec-endpoint", f"{codec_base}/{token}")
+        readable = "\n".join(payload_texts(json.loads(decoded)))
+        assert "demo@tidings.localhost" in readable and "Welcome to Tidings" in readable
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(process.communicate(), 60)

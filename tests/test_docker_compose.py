@@ -117,3 +117,15 @@ def test_docker_compose_config_accepts_it() -> None:
         ["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_payload_encryption_is_on_with_keys_from_the_environment(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("worker", "receiver", "codec-server"):
+        env = services[name]["environment"]
+        assert env["TIDINGS_CODEC__ENABLED"] == "true"
+        assert env["TIDINGS_CODEC__KEYS"] == "${TIDINGS_CODEC_KEYS:-}"  # never a key in the file
+    server = services["codec-server"]
+    assert server["command"] == ["codec-server"]
+    assert server["environment"]["TIDINGS_CODEC_SERVER__AUTH_TOKEN"] == "${CODEC_SERVER_TOKEN:-}"
+    assert server["environment"]["TIDINGS_CODEC_SERVER__ALLOWED_ORIGINS"] == '["http://localhost:8080"]'

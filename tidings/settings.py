@@ -33,6 +33,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tidings.codec import decode_key
 from tidings.models import DEFAULT_TASK_QUEUE, Channel, RetrySpec
 from tidings.webhook_signature import decode_secret
 
@@ -189,6 +190,67 @@ class ReceiverSettings(Section):
     link_signing_key: SecretStr | None = None
 
 
+class CodecSettings(Section):
+    """Payload encryption (see tidings/codec.py): off unless `enabled`.
+
+    `keys` maps key ids to base64 AES-256 keys (`tidings codec generate-key`); `active_key`
+    encrypts new payloads, every key decrypts. Set them with `TIDINGS_CODEC__KEYS='{"k2": "..."}'`
+    and `TIDINGS_CODEC__ACTIVE_KEY=k2`. `hash_recipient_ids` stores HMAC-SHA256(key, id) in the
+    `RecipientId` search attribute instead of the id.
+    """
+
+    enabled: bool = False
+    keys: dict[str, SecretStr] = Field(default_factory=dict, description="key id -> base64 32-byte key")
+    active_key: str | None = Field(default=None, description="the key id new payloads are encrypted with")
+    hash_recipient_ids: bool = False
+    recipient_id_hash_key: SecretStr | None = None
+
+    @field_validator("keys")
+    @classmethod
+    def _valid_keys(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for key_id, key in value.items():
+            if not key_id or not key_id.isascii() or not key_id.isprintable():
+                raise ValueError("key ids must be printable ASCII")
+            try:
+                decode_key(key.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"key {key_id!r} {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CodecSettings:
+        if self.enabled:
+            if not self.keys:
+                raise ValueError("codec.enabled needs codec.keys (`tidings codec generate-key` makes one)")
+            if self.active_key is None:
+                raise ValueError("codec.enabled needs codec.active_key, one of the ids in codec.keys")
+        if self.active_key is not None and self.active_key not in self.keys:
+            raise ValueError(f"codec.active_key {self.active_key!r} is not an id in codec.keys")
+        if self.hash_recipient_ids and not (
+            self.recipient_id_hash_key and len(self.recipient_id_hash_key.get_secret_value()) >= 16
+        ):
+            raise ValueError(
+                "codec.hash_recipient_ids needs codec.recipient_id_hash_key (16 characters or more)"
+            )
+        return self
+
+
+class CodecServerSettings(Section):
+    """`tidings codec-server`: /encode and /decode for the Web UI and `temporal --codec-endpoint`."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8089, ge=1, le=65535)
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:8080", "http://127.0.0.1:8080"],
+        description="the Web UI's origins (CORS); no other origin is answered",
+    )
+    auth_token: SecretStr | None = Field(
+        default=None,
+        description="callers send it as `Authorization: Bearer <token>` or as the first path segment",
+    )
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
 class TemplateSettings(Section):
     directory: Path | None = Field(default=None, description="defaults to the bundled templates")
     default_locale: str = "en"
@@ -226,6 +288,8 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
     templates: TemplateSettings = Field(default_factory=TemplateSettings)
+    codec: CodecSettings = Field(default_factory=CodecSettings)
+    codec_server: CodecServerSettings = Field(default_factory=CodecServerSettings)
 
     @classmethod
     def settings_customise_sources(

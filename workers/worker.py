@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 
 import phonenumbers
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -27,6 +26,7 @@ from tidings.activities.store.base import SubscriberStore
 from tidings.activities.store.factory import open_store
 from tidings.activities.subscribers import SubscriberActivities
 from tidings.activities.templates import TemplateRenderer
+from tidings.codec import data_converter_for
 from tidings.settings import Settings
 from tidings.workflows.notification import NotificationWorkflow
 
@@ -51,7 +51,8 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 async def connect(settings: Settings) -> Client:
-    """Connect to Temporal with the pydantic data converter every Tidings process uses."""
+    """Connect to Temporal with the data converter every Tidings process uses: pydantic, and the
+    payload codec when `codec.enabled` (see tidings/codec.py)."""
     t = settings.temporal
     try:
         return await Client.connect(
@@ -59,7 +60,7 @@ async def connect(settings: Settings) -> Client:
             namespace=t.namespace,
             tls=t.tls,
             api_key=t.api_key.get_secret_value() if t.api_key else None,
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter_for(settings),
         )
     except RuntimeError as exc:  # the SDK reports connection failures as RuntimeError
         raise ConnectionError(
