@@ -42,6 +42,7 @@ from tidings.activities.store.base import ReceiptLog, SubscriberStore
 from tidings.links import InvalidToken, Purpose, canonical_payload, verify_token
 from tidings.models import DeliveryReceipt, Engagement, EngagementKind, ReceiptStatus
 from tidings.settings import Settings
+from tidings.telemetry.receiver import counted, mark, metrics_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +127,12 @@ class Receiver:
     def app(self) -> Starlette:
         return Starlette(
             routes=[
-                Route("/twilio/status", self.twilio_status, methods=["POST"]),
-                Route("/c/{token:path}", self.click, methods=["GET"]),
-                Route("/events", self.event, methods=["POST"]),
-                Route("/u/{token:path}", self.unsubscribe, methods=["GET", "POST"]),
+                Route("/twilio/status", counted("twilio_status", self.twilio_status), methods=["POST"]),
+                Route("/c/{token:path}", counted("click", self.click), methods=["GET"]),
+                Route("/events", counted("event", self.event), methods=["POST"]),
+                Route("/u/{token:path}", counted("unsubscribe", self.unsubscribe), methods=["GET", "POST"]),
                 Route("/healthz", lambda _: Response("ok"), methods=["GET"]),
+                Route("/metrics", metrics_endpoint, methods=["GET"]),
             ]
         )
 
@@ -151,9 +153,11 @@ class Receiver:
         status = TWILIO_STATUSES.get(params.get("MessageStatus", ""))
         workflow_id = request.query_params.get("w")
         if status is None or not workflow_id:
+            mark(request, "ignored")
             return Response(status_code=204)
         sid = params.get("MessageSid", "")
         if not await self._log.first_sighting(f"twilio:{sid}:{status.value}"):
+            mark(request, "duplicate")
             return Response(status_code=204)  # a retried or replayed callback
         receipt = DeliveryReceipt(
             delivery_id=request.query_params.get("d"),
@@ -186,6 +190,7 @@ class Receiver:
             return JSONResponse({"error": "invalid token"}, status_code=403)
         key = event_replay_key(payload, report.kind)
         if not await self._log.first_sighting(key):
+            mark(request, "duplicate")
             return Response(status_code=204)  # an app's retry or a replay: already signalled
         event = Engagement(
             kind=EngagementKind(report.kind), delivery_id=payload.get("d"), at=datetime.now(UTC)
