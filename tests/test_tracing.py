@@ -1,0 +1,131 @@
+"""One trace per notification: `TidingsClient.send` → workflow → each provider request.
+
+Spans go to an in-memory exporter through the global tracer provider (as `OTEL_*` configuration
+sets it up for real processes), and the client carries Temporal's `TracingInterceptor`, as
+`tidings.workers.worker.connect` adds it when tracing is configured.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.testing import WorkflowEnvironment
+
+from tidings.activities.store.sqlite import SqliteStore
+from tidings.models import Phase
+from tidings.sandbox.http_endpoint import HttpEndpoint
+from tidings.sandbox.smtp import SmtpSink
+from tidings.settings import Settings
+from tidings.starters.client import TidingsClient
+from tidings.telemetry.tracing import PROVIDER_SPAN, SEND_SPAN, tracing_configured
+from tidings.workers.worker import running_worker
+
+EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tracer_provider() -> Iterator[None]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+    trace.set_tracer_provider(provider)  # once per process: no other test sets one
+    yield
+
+
+def children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
+    assert parent.context is not None
+    return [s for s in spans if s.parent is not None and s.parent.span_id == parent.context.span_id]
+
+
+def only(spans: list[ReadableSpan], name: str) -> ReadableSpan:
+    [span] = [s for s in spans if s.name == name]
+    return span
+
+
+async def test_span_tree_of_a_notification_with_a_fallback(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    store: SqliteStore,
+    http_endpoint: HttpEndpoint,
+    smtp_sink: SmtpSink,
+) -> None:
+    config = ts_env.client.config()
+    config["interceptors"] = [*config["interceptors"], TracingInterceptor()]
+    client = Client(**config)
+    queue = f"trace-{uuid.uuid4().hex[:8]}"
+    hook = f"{http_endpoint.url}/hook/s3cr3t-t0ken-abcdef123456"
+    http_endpoint.answer(400)
+    request = {
+        "id": "trace-1",
+        "recipients": [{"id": "user-7", "email": "grace@example.com", "webhook_url": hook}],
+        "channels": [{"channel": "webhook", "fallback": ["email"]}],
+        "content": {"title": "Your code", "body": "123456"},
+    }
+    EXPORTER.clear()
+    async with running_worker(client, settings, store, task_queue=queue):
+        [handle] = await TidingsClient(client, task_queue=queue).send(request)
+        state = await handle.result()
+    assert state.phase is Phase.delivered
+    spans = list(EXPORTER.get_finished_spans())
+
+    root = only(spans, SEND_SPAN)
+    assert root.parent is None
+    assert {s.context.trace_id for s in spans if s.context} == {root.context.trace_id}  # one trace
+    [start] = children(spans, root)
+    assert start.name == "StartWorkflow:NotificationWorkflow"
+    # the workflow's spans (replay-safe, created as completed spans) hang off the start span
+    workflow_spans = [s.name for s in children(spans, start)]
+    assert {"RunWorkflow:NotificationWorkflow", "CompleteWorkflow:NotificationWorkflow"} <= set(
+        workflow_spans
+    )
+    starts = [s for s in children(spans, start) if s.name == "StartActivity:deliver"]
+    assert len(starts) == 2
+    provider_spans = []
+    for start_activity in starts:
+        [run_activity] = children(spans, start_activity)
+        assert run_activity.name == "RunActivity:deliver"
+        [provider_span] = children(spans, run_activity)
+        assert provider_span.name == PROVIDER_SPAN
+        provider_spans.append(provider_span)
+
+    by_provider = {str(s.attributes["tidings.provider"]): s for s in provider_spans if s.attributes}
+    assert set(by_provider) == {"webhook", "smtp"}
+    webhook, email = state.destinations
+    for destination in (webhook, email):
+        attributes = by_provider[destination.provider].attributes or {}
+        assert attributes["tidings.delivery_id"] == destination.delivery_id
+        assert attributes["tidings.channel"] == destination.channel.value
+        assert attributes["tidings.attempt"] == 1
+    assert by_provider["webhook"].status.status_code is StatusCode.ERROR
+    assert by_provider["webhook"].status.description == "PermanentDeliveryError"
+    assert by_provider["smtp"].status.status_code is StatusCode.UNSET
+    # the fallback's activity starts after the failed one ended, in the same workflow span
+    assert by_provider["smtp"].start_time and by_provider["webhook"].end_time
+    assert by_provider["smtp"].start_time > by_provider["webhook"].end_time
+
+    # no personal data or secret in any span attribute, event or our spans' statuses
+    for span in spans:
+        texts = [str(v) for v in (span.attributes or {}).values()]
+        texts += [str(v) for e in span.events for v in (e.attributes or {}).values()]
+        if span.name.startswith("tidings."):
+            texts.append(span.status.description or "")
+        for text in texts:
+            for personal in ("grace@example.com", "s3cr3t", "123456", "Your code"):
+                assert personal not in text, (span.name, text)
+
+
+def test_tracing_is_off_unless_configured() -> None:
+    assert not tracing_configured({})
+    assert not tracing_configured({"OTEL_SERVICE_NAME": "tidings"})
+    assert tracing_configured({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert tracing_configured({"OTEL_TRACES_EXPORTER": "console"})
+    assert not tracing_configured({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"})
+    assert not tracing_configured({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"})
