@@ -257,8 +257,10 @@ async def run_receiver(settings: Settings) -> None:
     import uvicorn
 
     from tidings.activities.store.factory import open_store
+    from tidings.telemetry.logs import configure_logging
     from tidings.workers.worker import connect
 
+    configure_logging(settings.logging.format)
     store = await open_store(settings.store)
     try:
         receiver = Receiver(settings, await connect(settings), store.receipts, store)
