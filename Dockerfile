@@ -9,7 +9,7 @@ COPY workers ./workers
 COPY starters ./starters
 COPY sandbox ./sandbox
 COPY receiver ./receiver
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[otel]"
 USER nobody
 ENTRYPOINT ["tidings"]
 CMD ["worker"]

@@ -39,6 +39,15 @@ pytestmark = pytest.mark.e2e
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
+SDK_METRICS_ON_DASHBOARD = (
+    "temporal_workflow_task_schedule_to_start_latency_bucket",
+    "temporal_activity_schedule_to_start_latency_bucket",
+    "temporal_activity_execution_failed_total",
+    "temporal_worker_task_slots_available",
+    "temporal_workflow_completed_total",
+)
+"""The SDK's runtime metrics deploy/grafana/tidings-dashboard.json queries: all in a real scrape."""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -220,6 +229,8 @@ async def test_scraped_counts_match_what_happened(
     # the SDK's own runtime metrics are on the same endpoint
     assert total(after, "temporal_workflow_completed_total", task_queue=queue) >= 6
     assert total(after, "temporal_activity_execution_latency_count", task_queue=queue) >= 1
+    scraped = {name for name, _ in after}
+    assert set(SDK_METRICS_ON_DASHBOARD) <= scraped, set(SDK_METRICS_ON_DASHBOARD) - scraped
     # bounded labels only: no recipient id, address, notification or workflow id anywhere
     for (name, labels), _ in after.items():
         if name.startswith("tidings_"):
