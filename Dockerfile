@@ -9,7 +9,7 @@ COPY workers ./workers
 COPY starters ./starters
 COPY sandbox ./sandbox
 COPY receiver ./receiver
-RUN pip install --no-cache-dir ".[otel]"
+RUN pip install --no-cache-dir .
 USER nobody
 ENTRYPOINT ["tidings"]
 CMD ["worker"]

@@ -3,8 +3,8 @@
 On when `OTEL_TRACES_EXPORTER` names an exporter (`otlp`, `console`) or an OTLP endpoint is set
 (`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); `OTEL_SDK_DISABLED=true`
 or `OTEL_TRACES_EXPORTER=none` turn it off. The exporters read the rest of the standard variables
-themselves (headers, protocol, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`). Exporting needs
-the `otel` extra (`pip install 'tidings[otel]'`).
+themselves (headers, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`). OTLP goes over HTTP/protobuf
+(`opentelemetry-exporter-otlp-proto-http`, installed with Tidings, so the worker image has it).
 
 The interceptor goes on the client, so `TidingsClient.send` (span `tidings.send`) starts the
 trace, the workflow's spans and each `deliver` activity's continue it, and each provider request
@@ -51,12 +51,11 @@ def configure_tracing() -> bool:
         return True
     if not tracing_configured():
         return False
-    try:
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise RuntimeError("OTEL_* variables ask for tracing: pip install 'tidings[otel]'") from exc
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
     resource = Resource.create({} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "tidings"})
     provider = TracerProvider(resource=resource)
     names = [n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "otlp").lower().split(",")]
@@ -65,10 +64,6 @@ def configure_tracing() -> bool:
         if name == "console":
             exporter = ConsoleSpanExporter()
         elif name == "otlp":
-            try:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            except ImportError as exc:  # pragma: no cover
-                raise RuntimeError("OTEL_TRACES_EXPORTER=otlp: pip install 'tidings[otel]'") from exc
             exporter = OTLPSpanExporter()
         else:
             raise RuntimeError(f"OTEL_TRACES_EXPORTER={name!r} is not supported: use otlp, console or none")
