@@ -9,6 +9,9 @@ scraped counts are exactly what happened, with bounded labels only.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +26,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import TEMPORAL_CLI, StartedWorkflows, assert_histories_replay
+from tests.conftest import BIN_DIR, TEMPORAL_CLI, StartedWorkflows, assert_histories_replay
 from tidings import search_attributes as sa
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase, Recipient
@@ -277,3 +280,49 @@ async def test_replay_records_no_metrics(
     assert change("tidings_deliveries_total", channel="in_app", outcome="sent") == 1
     assert change("tidings_escalations_total") == 1
     assert change("tidings_notifications_total", phase="delivered") == 1
+
+
+async def test_tidings_worker_serves_metrics_and_logs_json_lines(
+    dev_env: WorkflowEnvironment, smtp_sink: SmtpSink, tmp_path: Any
+) -> None:
+    """`tidings worker` with `[metrics] prometheus_address` and `[logging] format = "json"`."""
+    address = f"127.0.0.1:{free_port()}"
+    queue = f"metrics-cli-{uuid.uuid4().hex[:8]}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TIDINGS_"))},
+        "TIDINGS_TEMPORAL__ADDRESS": dev_env.client.service_client.config.target_host,
+        "TIDINGS_TEMPORAL__TASK_QUEUE": queue,
+        "TIDINGS_STORE__SQLITE_PATH": str(tmp_path / "store.sqlite3"),
+        "TIDINGS_SMTP__HOST": smtp_sink.host,
+        "TIDINGS_SMTP__PORT": str(smtp_sink.port),
+        "TIDINGS_METRICS__PROMETHEUS_ADDRESS": address,
+        "TIDINGS_LOGGING__FORMAT": "json",
+    }
+    worker = await asyncio.create_subprocess_exec(
+        str(BIN_DIR / "tidings"), "-v", "worker", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        tidings = TidingsClient(dev_env.client, task_queue=queue)
+        [handle] = await tidings.send(
+            request(f"m-cli-{uuid.uuid4().hex[:6]}", {"id": "user-45", "email": "ada@example.com"}, ["email"])
+        )
+        state = await asyncio.wait_for(handle.result(), 60)
+        assert state.phase is Phase.delivered
+        samples = await scrape(address)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(worker.communicate(), 30)
+    assert worker.returncode == 0, err.decode()
+    # a fresh process: the counts are exactly this one notification
+    assert total(samples, "tidings_deliveries_total") == 1
+    assert total(samples, "tidings_deliveries_total", channel="email", provider="smtp", outcome="sent") == 1
+    assert total(samples, "tidings_notifications_total", phase="delivered") == 1
+    assert total(samples, "temporal_workflow_completed_total", task_queue=queue) == 1
+
+    lines = [json.loads(line) for line in err.decode().splitlines()]  # every line is JSON
+    [accepted] = [line for line in lines if line.get("delivery_id")]
+    [destination] = state.destinations
+    assert accepted["delivery_id"] == destination.delivery_id
+    assert accepted["workflow_id"] == state.workflow_id
+    assert (accepted["channel"], accepted["provider"], accepted["level"]) == ("email", "smtp", "INFO")
+    assert "ada@example.com" not in err.decode()
