@@ -7,8 +7,13 @@ sets it up for real processes), and the client carries Temporal's `TracingInterc
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -20,6 +25,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
 
+from tests.conftest import BIN_DIR
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase
 from tidings.sandbox.http_endpoint import HttpEndpoint
@@ -129,3 +135,54 @@ def test_tracing_is_off_unless_configured() -> None:
     assert tracing_configured({"OTEL_TRACES_EXPORTER": "console"})
     assert not tracing_configured({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"})
     assert not tracing_configured({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"})
+
+
+async def run_send(
+    ts_env: WorkflowEnvironment, tmp_path: Path, notification_id: str, **otel: str
+) -> list[Any]:
+    """`tidings send --request FILE` in its own process; every JSON value it printed."""
+    request = {
+        "id": notification_id,
+        "recipients": [{"id": "user-8", "email": "ada@example.com"}],
+        "channels": ["email"],
+        "content": {"title": "Later"},
+        "schedule_at": "2099-01-01T09:00:00+00:00",  # no worker needed: it only starts
+    }
+    path = tmp_path / f"{notification_id}.json"
+    path.write_text(json.dumps(request))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TIDINGS_"))},
+        "TIDINGS_TEMPORAL__ADDRESS": ts_env.client.service_client.config.target_host,
+        "TIDINGS_TEMPORAL__TASK_QUEUE": f"trace-cli-{uuid.uuid4().hex[:8]}",
+        "TIDINGS_STORE__SQLITE_PATH": str(tmp_path / "store.sqlite3"),
+        **otel,
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(BIN_DIR / "tidings"), "send", "--request", str(path), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    text, values, decoder = out.decode(), [], json.JSONDecoder()
+    position = 0
+    while (position := text.find("{", position)) >= 0:
+        value, position = decoder.raw_decode(text, position)
+        values.append(value)
+    return values
+
+
+async def test_cli_send_exports_its_trace_only_when_otel_is_configured(
+    ts_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    traced = await run_send(ts_env, tmp_path, "trace-cli-1", OTEL_TRACES_EXPORTER="console")
+    spans = {v["name"]: v for v in traced if "context" in v and "name" in v}
+    assert {"tidings.send", "StartWorkflow:NotificationWorkflow"} <= set(spans)
+    send, start = spans["tidings.send"], spans["StartWorkflow:NotificationWorkflow"]
+    assert start["context"]["trace_id"] == send["context"]["trace_id"]
+    assert start["parent_id"] == send["context"]["span_id"]
+    assert "ada@example.com" not in json.dumps(traced)
+    assert any(v.get("workflow_id") == "notification-trace-cli-1~user-8" for v in traced)
+
+    untraced = await run_send(ts_env, tmp_path, "trace-cli-2")
+    assert [v for v in untraced if "context" in v] == []
+    assert any(v.get("workflow_id") == "notification-trace-cli-2~user-8" for v in untraced)
