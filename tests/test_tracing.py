@@ -22,10 +22,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN_DIR
+from tests.conftest import BIN_DIR, TEMPORAL_CLI
+from tidings import search_attributes as sa
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase
 from tidings.sandbox.http_endpoint import HttpEndpoint
@@ -36,6 +38,13 @@ from tidings.telemetry.tracing import PROVIDER_SPAN, SEND_SPAN, tracing_configur
 from tidings.workers.worker import running_worker
 
 EXPORTER = InMemorySpanExporter()
+SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
+    sa.NOTIFICATION_STATUS,
+    sa.RECIPIENT_ID,
+    sa.NOTIFICATION_CHANNELS,
+    sa.NOTIFICATION_PRIORITY,
+    sa.NOTIFICATION_CATEGORY,
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -138,7 +147,7 @@ def test_tracing_is_off_unless_configured() -> None:
 
 
 async def run_send(
-    ts_env: WorkflowEnvironment, tmp_path: Path, notification_id: str, **otel: str
+    server: WorkflowEnvironment, tmp_path: Path, notification_id: str, **otel: str
 ) -> list[Any]:
     """`tidings send --request FILE` in its own process; every JSON value it printed."""
     request = {
@@ -152,7 +161,7 @@ async def run_send(
     path.write_text(json.dumps(request))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TIDINGS_"))},
-        "TIDINGS_TEMPORAL__ADDRESS": ts_env.client.service_client.config.target_host,
+        "TIDINGS_TEMPORAL__ADDRESS": server.client.service_client.config.target_host,
         "TIDINGS_TEMPORAL__TASK_QUEUE": f"trace-cli-{uuid.uuid4().hex[:8]}",
         "TIDINGS_STORE__SQLITE_PATH": str(tmp_path / "store.sqlite3"),
         **otel,
@@ -171,10 +180,17 @@ async def run_send(
     return values
 
 
-async def test_cli_send_exports_its_trace_only_when_otel_is_configured(
-    ts_env: WorkflowEnvironment, tmp_path: Path
-) -> None:
-    traced = await run_send(ts_env, tmp_path, "trace-cli-1", OTEL_TRACES_EXPORTER="console")
+async def test_cli_send_exports_its_trace_only_when_otel_is_configured(tmp_path: Path) -> None:
+    # a dev server of its own: nothing runs these notifications, and on the shared time-skipping
+    # server their pending workflow tasks would hold up time skipping for the tests after this one
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_CLI), search_attributes=SEARCH_ATTRIBUTES
+    )
+    try:
+        traced = await run_send(env, tmp_path, "trace-cli-1", OTEL_TRACES_EXPORTER="console")
+        untraced = await run_send(env, tmp_path, "trace-cli-2")
+    finally:
+        await env.shutdown()
     spans = {v["name"]: v for v in traced if "context" in v and "name" in v}
     assert {"tidings.send", "StartWorkflow:NotificationWorkflow"} <= set(spans)
     send, start = spans["tidings.send"], spans["StartWorkflow:NotificationWorkflow"]
@@ -183,6 +199,5 @@ async def test_cli_send_exports_its_trace_only_when_otel_is_configured(
     assert "ada@example.com" not in json.dumps(traced)
     assert any(v.get("workflow_id") == "notification-trace-cli-1~user-8" for v in traced)
 
-    untraced = await run_send(ts_env, tmp_path, "trace-cli-2")
     assert [v for v in untraced if "context" in v] == []
     assert any(v.get("workflow_id") == "notification-trace-cli-2~user-8" for v in untraced)
