@@ -27,6 +27,9 @@ from tidings.activities.rendering import InlineRenderer, RenderedMessage, Render
 from tidings.activities.store.base import SubscriberStore
 from tidings.links import click_url, event_token, unsubscribe_url
 from tidings.models import Channel, Content, DeliveryInput, DeliveryResult, Recipient
+from tidings.telemetry import metrics
+from tidings.telemetry.logs import delivery_fields, scrub_personal
+from tidings.telemetry.tracing import provider_span
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,10 @@ class DeliveryActivities:
     async def deliver(self, delivery: DeliveryInput) -> DeliveryResult:
         attempt = activity.info().attempt
         destination = delivery.destination
+        channel = destination.channel.value
+        fields = delivery_fields(
+            delivery.workflow_id, delivery.delivery_id, channel, destination.provider, attempt
+        )
         provider = self._providers.get(destination.provider)
         if provider is None:
             hint = SETTINGS_HINT.get(destination.provider, f"the {destination.provider} section")
@@ -135,7 +142,8 @@ class DeliveryActivities:
             message = self._renderer.render(delivery.content, delivery.recipient, destination.channel)
             if self._links is not None:
                 self._links.apply(delivery, message)
-            receipt = await provider.send(delivery, message)
+            with provider_span(delivery.delivery_id, channel, destination.provider, attempt):
+                receipt = await provider.send(delivery, message)
         except RenderError as exc:
             raise ApplicationError(
                 f"cannot render content: {exc}",
@@ -144,8 +152,13 @@ class DeliveryActivities:
                 non_retryable=True,
             ) from None
         except ThrottledDeliveryError as exc:
+            metrics.provider_responded(channel, destination.provider, "throttled")
             log.info(
-                "delivery %s throttled by %s: %s", delivery.delivery_id, destination.provider, exc.reason
+                "delivery %s throttled by %s: %s",
+                delivery.delivery_id,
+                destination.provider,
+                scrub_personal(exc.reason, [destination.address, delivery.destination.address]),
+                extra=fields,
             )
             raise ApplicationError(
                 exc.reason,
@@ -154,7 +167,16 @@ class DeliveryActivities:
                 next_retry_delay=exc.retry_after,
             ) from None
         except DeliveryError as exc:
-            log.info("delivery %s %s failure: %s", delivery.delivery_id, exc.kind, exc.reason)
+            metrics.provider_responded(
+                channel, destination.provider, "permanent" if exc.kind == "permanent" else "transient"
+            )
+            log.info(
+                "delivery %s %s failure: %s",
+                delivery.delivery_id,
+                exc.kind,
+                scrub_personal(exc.reason, [destination.address, delivery.destination.address]),
+                extra=fields,
+            )
             raise ApplicationError(
                 exc.reason,
                 failure_details(exc, attempt),
@@ -162,9 +184,12 @@ class DeliveryActivities:
                 non_retryable=isinstance(exc, PermanentDeliveryError),
                 next_retry_delay=exc.retry_after if isinstance(exc, TransientDeliveryError) else None,
             ) from None
+        accepted_at = datetime.now(UTC)
+        metrics.provider_accepted(channel, destination.provider, accepted_at)
+        log.info("delivery %s accepted by %s", delivery.delivery_id, destination.provider, extra=fields)
         return DeliveryResult(
             provider=destination.provider,
             provider_message_id=receipt.message_id,
             attempt=attempt,
-            accepted_at=datetime.now(UTC),
+            accepted_at=accepted_at,
         )

@@ -42,6 +42,7 @@ from tidings.activities.store.base import ReceiptLog, StoreUnavailableError, Sub
 from tidings.links import InvalidToken, Purpose, canonical_payload, verify_token
 from tidings.models import DeliveryReceipt, Engagement, EngagementKind, ReceiptStatus
 from tidings.settings import Settings
+from tidings.telemetry.receiver import counted, mark, metrics_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +127,12 @@ class Receiver:
     def app(self) -> Starlette:
         return Starlette(
             routes=[
-                Route("/twilio/status", self.twilio_status, methods=["POST"]),
-                Route("/c/{token:path}", self.click, methods=["GET"]),
-                Route("/events", self.event, methods=["POST"]),
-                Route("/u/{token:path}", self.unsubscribe, methods=["GET", "POST"]),
+                Route("/twilio/status", counted("twilio_status", self.twilio_status), methods=["POST"]),
+                Route("/c/{token:path}", counted("click", self.click), methods=["GET"]),
+                Route("/events", counted("event", self.event), methods=["POST"]),
+                Route("/u/{token:path}", counted("unsubscribe", self.unsubscribe), methods=["GET", "POST"]),
                 Route("/healthz", lambda _: Response("ok"), methods=["GET"]),
+                Route("/metrics", metrics_endpoint, methods=["GET"]),
             ],
             exception_handlers={StoreUnavailableError: store_unavailable},
         )
@@ -152,6 +154,7 @@ class Receiver:
         status = TWILIO_STATUSES.get(params.get("MessageStatus", ""))
         workflow_id = request.query_params.get("w")
         if status is None or not workflow_id:
+            mark(request, "ignored")
             return Response(status_code=204)
         sid = params.get("MessageSid", "")
         key = f"twilio:{sid}:{status.value}"
@@ -163,6 +166,7 @@ class Receiver:
             log.warning("receipt log unavailable: %s passed on without the duplicate check", key)
             first = True
         if not first:
+            mark(request, "duplicate")
             return Response(status_code=204)  # a retried or replayed callback
         receipt = DeliveryReceipt(
             delivery_id=request.query_params.get("d"),
@@ -195,6 +199,7 @@ class Receiver:
             return JSONResponse({"error": "invalid token"}, status_code=403)
         key = event_replay_key(payload, report.kind)
         if not await self._log.first_sighting(key):
+            mark(request, "duplicate")
             return Response(status_code=204)  # an app's retry or a replay: already signalled
         event = Engagement(
             kind=EngagementKind(report.kind), delivery_id=payload.get("d"), at=datetime.now(UTC)
@@ -261,8 +266,10 @@ async def run_receiver(settings: Settings) -> None:
     import uvicorn
 
     from tidings.activities.store.factory import open_store
+    from tidings.telemetry.logs import configure_logging
     from tidings.workers.worker import connect
 
+    configure_logging(settings.logging.format)
     store = await open_store(settings.store)
     try:
         receiver = Receiver(settings, await connect(settings), store.receipts, store)

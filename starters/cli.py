@@ -544,6 +544,9 @@ def _exit_without_teardown(code: int) -> None:
     The Temporal SDK's native runtime threads can crash CPython's finalization in short-lived
     client processes (an abort after the work is done: temporalio/sdk-python issue #300).
     """
+    from tidings.telemetry.tracing import shutdown_tracing
+
+    shutdown_tracing()  # export the spans still buffered (`tidings send`'s trace)
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

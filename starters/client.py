@@ -57,6 +57,7 @@ from tidings.models import (
     workflow_id_for,
 )
 from tidings.settings import Settings, load_settings
+from tidings.telemetry.tracing import SEND_SPAN, traced
 from tidings.validation import validation_message as validation_message
 from tidings.workflows.notification import NotificationWorkflow, search_attributes_for
 
@@ -251,6 +252,7 @@ class TidingsClient:
         """Check a request completely, templates included, and return the per-recipient inputs."""
         return validate_request(request, self.templates_dir)
 
+    @traced(SEND_SPAN)
     async def send(self, request: NotificationRequest | dict[str, Any]) -> list[NotificationHandle]:
         """Validate, then start one NotificationWorkflow per recipient (idempotent by id)."""
         return [await self._start(item) for item in self.validate(request)]

@@ -256,6 +256,16 @@ class TemplateSettings(Section):
     default_locale: str = "en"
 
 
+class MetricsSettings(Section):
+    prometheus_address: str = Field(
+        default="", description='worker metrics on http://ADDRESS/metrics ("0.0.0.0:9464"); off when empty'
+    )
+
+
+class LoggingSettings(Section):
+    format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
+
+
 def _default_retry() -> dict[Channel, RetrySpec]:
     return {
         Channel.push: RetrySpec(maximum_attempts=5),
@@ -290,6 +300,8 @@ class Settings(BaseSettings):
     templates: TemplateSettings = Field(default_factory=TemplateSettings)
     codec: CodecSettings = Field(default_factory=CodecSettings)
     codec_server: CodecServerSettings = Field(default_factory=CodecServerSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -28,6 +28,9 @@ from tidings.activities.subscribers import SubscriberActivities
 from tidings.activities.templates import TemplateRenderer
 from tidings.codec import data_converter_for
 from tidings.settings import Settings
+from tidings.telemetry.logs import configure_logging
+from tidings.telemetry.metrics import install_worker_runtime
+from tidings.telemetry.tracing import client_interceptors, shutdown_tracing
 from tidings.workflows.notification import NotificationWorkflow
 
 log = logging.getLogger(__name__)
@@ -51,8 +54,9 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 async def connect(settings: Settings) -> Client:
-    """Connect to Temporal with the data converter every Tidings process uses: pydantic, and the
-    payload codec when `codec.enabled` (see tidings/codec.py)."""
+    """Connect to Temporal with the data converter every Tidings process uses (pydantic, and the
+    payload codec when `codec.enabled`: see tidings/codec.py), and the tracing interceptor when
+    `OTEL_*` variables configure tracing (see tidings.telemetry)."""
     t = settings.temporal
     try:
         return await Client.connect(
@@ -61,6 +65,7 @@ async def connect(settings: Settings) -> Client:
             tls=t.tls,
             api_key=t.api_key.get_secret_value() if t.api_key else None,
             data_converter=data_converter_for(settings),
+            interceptors=client_interceptors(),
         )
     except RuntimeError as exc:  # the SDK reports connection failures as RuntimeError
         raise ConnectionError(
@@ -136,6 +141,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    configure_logging(settings.logging.format)
+    install_worker_runtime(settings.metrics.prometheus_address)  # before the client connects
     client = await connect(settings)
     store = await open_store(settings.store)  # migrates first unless store.migrate_on_start is off
     try:
@@ -147,3 +154,4 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             log.info("shutting down: finishing running activities")
     finally:
         await store.aclose()
+        shutdown_tracing()

@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from tidings.planning import block_reason, destinations_for, is_preference_block
     from tidings.redaction import redact_address, scrub
+    from tidings.telemetry import metrics
     from tidings.validation import validation_message
     from tidings.workflows.inputs import InvalidInput, decode, decode_input, placeholder_input
 
@@ -314,6 +315,7 @@ class NotificationWorkflow:
                 why = f"{channel.value} not read within {_duration(delay)}"
                 fallback_from = channel
                 self._event(f"escalating from {channel.value} to {chain[position + 1].value}: {why}")
+                metrics.escalation_taken(channel.value, chain[position + 1].value)
                 continue
             why = f"{channel.value} failed: " + "; ".join(
                 s.last_error or "failed" for s in self._state.destinations if s.channel is channel
@@ -321,6 +323,7 @@ class NotificationWorkflow:
             fallback_from = channel
             if position + 1 < len(chain):
                 self._event(f"falling back from {channel.value} to {chain[position + 1].value}: {why}")
+                metrics.fallback_taken(channel.value, chain[position + 1].value)
         return False
 
     async def _read_within(self, channel: Channel, delay: timedelta) -> bool:
@@ -418,6 +421,7 @@ class NotificationWorkflow:
         state.provider_message_id = result.provider_message_id
         state.finished_at = workflow.now()
         workflow.set_current_details(current_details(self._state))
+        metrics.delivery_finished(state.channel.value, state.provider, "sent", state.attempts)
         return True
 
     def _delivery_slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -436,6 +440,7 @@ class NotificationWorkflow:
         state.attempts = attempts
         state.finished_at = workflow.now()
         workflow.set_current_details(current_details(self._state))
+        metrics.delivery_finished(state.channel.value, state.provider, metrics.outcome_of(kind), attempts)
         return False
 
     async def _deactivate(
@@ -457,6 +462,8 @@ class NotificationWorkflow:
         )
         if deactivated:
             self._event(f"device {device_id} deactivated: {reason}")
+            provider = next((d.provider for d in self._state.destinations if d.device_id == device_id), "")
+            metrics.device_deactivated(Channel.push.value, provider)
 
     async def _disable_webhook(self, recipient_id: str, url: str, reason: str) -> None:
         if self._request.recipient is not None:
@@ -614,6 +621,7 @@ class NotificationWorkflow:
         self._state.reason = reason
         self._state.finished_at = workflow.now()
         self._event(f"{phase.value}" + (f": {reason}" if reason else ""))
+        metrics.notification_finished(phase.value)
 
     def _event(self, message: str) -> None:
         self._state.events.append(StateEvent(at=workflow.now(), message=message))
