@@ -387,7 +387,10 @@ async def test_a_worker_without_the_key_fails_the_task_loudly_and_recovers_with_
             history = await ts_env.client.get_workflow_handle(handle.workflow_id).fetch_history()
             failed = [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
             if failed:
-                failure = failed[0].workflow_task_failed_event_attributes.failure.message
+                # failure messages are encrypted too: read with the key of the worker that wrote it
+                raw_failure = failed[0].workflow_task_failed_event_attributes.failure
+                assert raw_failure.message == "Encoded failure"
+                failure = str(await data_converter_for(k2_settings).decode_failure(raw_failure))
                 break
             await asyncio.sleep(0.1)
     assert "'k1'" in failure and "not configured" in failure, failure
@@ -437,3 +440,23 @@ async def test_signals_updates_queries_and_memo_are_encrypted_too(
         assert secret not in raw
     for path in _plain_payload_paths(history):
         assert "/searchAttributes/indexedFields/" in path or path.endswith("details/data"), path
+
+
+async def test_failure_messages_are_encrypted_and_read_back_through_the_codec(
+    sealed: tuple[TidingsClient, Settings], ts_env: WorkflowEnvironment, http_endpoint: HttpEndpoint
+) -> None:
+    """A provider's error text (an SMTP server quoting the address, a webhook's answer) is in the
+    activity failure: with the codec it is encrypted too, and the client reads it as before."""
+    tidings, _ = sealed
+    marker = "answered 418"
+    http_endpoint.answer(418)
+    [handle] = await tidings.send(
+        {"recipients": [{"id": "teapot", "webhook_url": f"{http_endpoint.url}/hook"}],
+         "channels": ["webhook"], "content": {"title": TITLE}}
+    )  # fmt: skip
+    state = await handle.result()
+    assert state.phase is Phase.failed
+    assert state.destinations[0].last_error is not None and marker in state.destinations[0].last_error
+    raw = await raw_history(ts_env, handle.workflow_id)
+    assert marker not in raw
+    assert "Encoded failure" in raw and "PermanentDeliveryError" in raw  # the failure's type stays readable
