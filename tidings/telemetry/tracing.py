@@ -21,12 +21,18 @@ from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import Span as RecordingSpan
 from opentelemetry.trace import Span, Status, StatusCode
 from temporalio.client import Interceptor
+
+from tidings.models import RECIPIENT_SEPARATOR
 
 TRACER_NAME = "tidings"
 PROVIDER_SPAN = "tidings.provider.send"
 SEND_SPAN = "tidings.send"
+WORKFLOW_ID_ATTRIBUTE = "temporalWorkflowID"  # set by Temporal's TracingInterceptor
 
 _configured = False
 
@@ -67,10 +73,65 @@ def configure_tracing() -> bool:
             exporter = OTLPSpanExporter()
         else:
             raise RuntimeError(f"OTEL_TRACES_EXPORTER={name!r} is not supported: use otlp, console or none")
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(RedactingSpanProcessor(BatchSpanProcessor(exporter)))
     trace.set_tracer_provider(provider)
     _configured = True
     return True
+
+
+def _without_recipient(workflow_id: str) -> str:
+    """`notification-order-1~user-42` → `notification-order-1~…`: the recipient id stays out."""
+    head, separator, _ = workflow_id.partition(RECIPIENT_SEPARATOR)
+    return f"{head}{separator}…" if separator else workflow_id
+
+
+class RedactingSpanProcessor(SpanProcessor):
+    """Keeps personal data out of what Temporal's tracing interceptor records, before `inner`
+    exports it: the workflow id loses its recipient id, an error status keeps only the
+    exception's type (its message may quote an address), and exception events keep only their
+    type. Our own spans already carry nothing personal."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self._inner = inner
+
+    def on_start(self, span: RecordingSpan, parent_context: Context | None = None) -> None:
+        workflow_id = (span.attributes or {}).get(WORKFLOW_ID_ATTRIBUTE)
+        if isinstance(workflow_id, str):
+            span.set_attribute(WORKFLOW_ID_ATTRIBUTE, _without_recipient(workflow_id))
+        self._inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        status = span.status
+        if status.description:
+            status = Status(status.status_code, status.description.split(":", 1)[0])
+        events = [
+            Event(e.name, {"exception.type": (e.attributes or {}).get("exception.type", "")}, e.timestamp)
+            if e.name == "exception"
+            else e
+            for e in span.events
+        ]
+        self._inner.on_end(
+            ReadableSpan(
+                name=span.name,
+                context=span.context,
+                parent=span.parent,
+                resource=span.resource,
+                attributes=span.attributes,
+                events=events,
+                links=span.links,
+                kind=span.kind,
+                status=status,
+                start_time=span.start_time,
+                end_time=span.end_time,
+                instrumentation_scope=span.instrumentation_scope,
+            )
+        )
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
 
 
 def shutdown_tracing() -> None:
