@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import uuid
@@ -27,11 +28,11 @@ from tidings import search_attributes
 from tidings.activities.store.base import Store
 from tidings.activities.store.postgres import PostgresStore
 from tidings.activities.store.sqlite import SqliteStore
-from tidings.models import Channel, RetrySpec
+from tidings.models import Channel, NotificationState, Phase, RetrySpec
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import Settings
-from tidings.starters.client import TidingsClient
+from tidings.starters.client import NotificationHandle, TidingsClient
 from tidings.workers.worker import running_worker, workflow_runner
 from tidings.workflows.notification import NotificationWorkflow
 
@@ -49,6 +50,23 @@ pytest_plugins = ["tests.push_fixtures", "tests.postgres_fixture"]
 BIN_DIR = Path(sys.executable).parent
 TEMPORAL_CLI = BIN_DIR / "temporal"
 TEST_SERVER = BIN_DIR / "temporal-test-server"
+
+
+async def settled_status(handle: NotificationHandle, *, within: float = 15.0) -> NotificationState:
+    """The state once the workflow has got past loading its recipient.
+
+    A query that arrives while the first workflow task still runs its local activity sees the
+    initial state (no events yet); on a busy machine that happens, so tests wait for the first
+    event instead of racing it.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        state = await handle.status()
+        if state.events or state.destinations or state.phase is not Phase.scheduled:
+            return state
+        assert loop.time() < deadline, f"{handle.workflow_id} did not start in {within:.0f}s"
+        await asyncio.sleep(0.05)
 
 
 def quick_retry(**overrides: object) -> RetrySpec:

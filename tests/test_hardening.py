@@ -16,7 +16,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,13 +142,16 @@ async def test_phone_numbers_do_not_deadlock_the_worker(
     assert (await asyncio.wait_for(second.result(), 30)).phase is Phase.delivered
 
 
-async def test_malformed_signals_are_recorded_as_ignored(tidings: TidingsClient, smtp_sink: SmtpSink) -> None:
+async def test_malformed_signals_are_recorded_as_ignored(
+    tidings: TidingsClient, smtp_sink: SmtpSink, server_now: datetime
+) -> None:
     [handle] = await tidings.send(
         {
             "recipients": [{"id": "sig-1", "email": "s@example.com"}],
             "channels": ["email"],
             "content": {"title": "Later"},
-            "schedule_at": "2099-01-01T00:00:00+00:00",
+            # not years ahead: a test waiting on a result lets the shared server skip to this timer
+            "schedule_at": (server_now + timedelta(days=1)).isoformat(),
         }
     )
     workflow = tidings.handle(handle.notification_id)

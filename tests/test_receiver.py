@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -228,7 +229,10 @@ async def test_a_replayed_event_is_acknowledged_and_signalled_once(stack: Stack,
 
 
 async def test_receipts_reach_running_notifications_while_the_database_is_down(
-    ts_env: WorkflowEnvironment, tidings: TidingsClient, private_postgres: PostgresServer
+    ts_env: WorkflowEnvironment,
+    tidings: TidingsClient,
+    private_postgres: PostgresServer,
+    server_now: datetime,
 ) -> None:
     """Twilio does not retry a failed status callback: with the receipt log's database down, a
     receipt still reaches its running notification, and one that would have to be kept (its
@@ -241,7 +245,7 @@ async def test_receipts_reach_running_notifications_while_the_database_is_down(
     app = Receiver(configured, ts_env.client, store.receipts, store).app()
     [handle] = await tidings.send(
         {"recipients": [{"id": "db-down", "email": "d@example.com"}], "channels": ["email"],
-         "content": {"title": "Later"}, "schedule_at": "2099-01-01T00:00:00+00:00"}
+         "content": {"title": "Later"}, "schedule_at": (server_now + timedelta(days=1)).isoformat()}
     )  # fmt: skip
 
     async def callback(client: httpx.AsyncClient, workflow_id: str) -> httpx.Response:
@@ -264,5 +268,5 @@ async def test_receipts_reach_running_notifications_while_the_database_is_down(
     finally:
         private_postgres.start()
         await store.aclose()
-        with contextlib.suppress(NotificationNotFoundError):  # the test server may have skipped to 2099
+        with contextlib.suppress(NotificationNotFoundError):  # the test server may have skipped ahead
             await tidings.cancel(handle.notification_id)

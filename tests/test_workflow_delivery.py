@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from tests.conftest import settled_status
 from tidings.activities.store.postgres import PostgresStore
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase, Recipient
@@ -78,7 +79,7 @@ async def test_quiet_hours_defer_until_window_ends(
         preferences={"quiet_hours": quiet_window(server_now, timedelta(hours=1), timedelta(hours=3))}
     )
     [handle] = await tidings.send(request("quiet-1", to, ["email"]))
-    status = await handle.status()
+    status = await settled_status(handle)
     assert status.phase is Phase.waiting_quiet_hours
     assert status.quiet_hours_until is not None
     state = await handle.result()
@@ -95,7 +96,7 @@ async def test_quiet_hours_wait_can_be_cancelled(
         preferences={"quiet_hours": quiet_window(server_now, timedelta(hours=1), timedelta(hours=3))}
     )
     [handle] = await tidings.send(request("quiet-2", to, ["email"]))
-    assert (await handle.status()).phase is Phase.waiting_quiet_hours
+    assert (await settled_status(handle)).phase is Phase.waiting_quiet_hours
     assert (await tidings.cancel(handle.notification_id)).accepted
     state = await handle.result()
     assert state.phase is Phase.cancelled and not smtp_sink.received
