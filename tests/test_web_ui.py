@@ -16,11 +16,9 @@ from urllib.parse import unquote
 
 import pytest
 import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import TEMPORAL_CLI
-from tidings import search_attributes as sa
+from tests.conftest import start_dev_server
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase
 from tidings.sandbox.http_endpoint import HttpEndpoint
@@ -39,14 +37,7 @@ pytestmark = [
 @pytest_asyncio.fixture(scope="module")
 async def ui_env() -> AsyncIterator[tuple[WorkflowEnvironment, int]]:
     ui_port = free_port()
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI),
-        data_converter=pydantic_data_converter,
-        ui=True,
-        ui_port=ui_port,
-        search_attributes=[sa.NOTIFICATION_STATUS, sa.RECIPIENT_ID, sa.NOTIFICATION_CHANNELS,
-                           sa.NOTIFICATION_PRIORITY, sa.NOTIFICATION_CATEGORY],
-    )  # fmt: skip
+    env = await start_dev_server(ui=True, ui_port=ui_port)
     try:
         yield env, ui_port
     finally:

@@ -6,7 +6,7 @@ The dev stack registers them when it starts the server (see `REGISTRATION`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from temporalio.common import SearchAttributeKey
 
@@ -18,6 +18,13 @@ RECIPIENT_ID = SearchAttributeKey.for_keyword("RecipientId")
 NOTIFICATION_CHANNELS = SearchAttributeKey.for_keyword_list("NotificationChannels")
 NOTIFICATION_PRIORITY = SearchAttributeKey.for_keyword("NotificationPriority")
 NOTIFICATION_CATEGORY = SearchAttributeKey.for_keyword("NotificationCategory")
+ALL: list[SearchAttributeKey[Any]] = [
+    NOTIFICATION_STATUS,
+    RECIPIENT_ID,
+    NOTIFICATION_CHANNELS,
+    NOTIFICATION_PRIORITY,
+    NOTIFICATION_CATEGORY,
+]
 
 # name -> type, as `temporal server start-dev --search-attribute NAME=TYPE` takes them
 REGISTRATION: dict[str, str] = {
