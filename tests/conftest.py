@@ -62,6 +62,16 @@ async def start_dev_server(**options: Any) -> WorkflowEnvironment:
     )
 
 
+@pytest_asyncio.fixture(scope="module")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server per test module that asks for it (end-to-end tests, metrics)."""
+    env = await start_dev_server()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
 async def settled_status(handle: NotificationHandle, *, within: float = 15.0) -> NotificationState:
     """The state once the workflow has got past loading its recipient.
 

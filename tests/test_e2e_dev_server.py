@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN_DIR, TEMPORAL_CLI, start_dev_server
+from tests.conftest import BIN_DIR, TEMPORAL_CLI
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase
 from tidings.sandbox.http_endpoint import HttpEndpoint, ScriptedResponse
@@ -30,15 +30,6 @@ from tidings.starters.client import TidingsClient
 from tidings.workers.worker import running_worker
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest_asyncio.fixture(scope="module")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await start_dev_server()
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 @pytest_asyncio.fixture

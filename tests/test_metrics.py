@@ -14,19 +14,18 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN_DIR, StartedWorkflows, assert_histories_replay, start_dev_server
+from tests.conftest import BIN_DIR, StartedWorkflows, assert_histories_replay
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase, Recipient
 from tidings.sandbox.fcm import FcmSandbox
@@ -66,15 +65,6 @@ def metrics_address() -> str:
 @pytest.fixture(scope="module")
 def runtime(metrics_address: str) -> Runtime:
     return prometheus_runtime(metrics_address)
-
-
-@pytest_asyncio.fixture(scope="module")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await start_dev_server()
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 async def scrape(address: str) -> Samples:

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, time
 from typing import Any
 
-from tidings.activities.store.base import UnknownRecipientError
-from tidings.models import Channel, Device, Preferences, Recipient
+from tidings.activities.store.base import LateReceipt, UnknownRecipientError
+from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
 from tidings.redaction import redact_address
 
 SUBSCRIBER_COLUMNS = (
@@ -230,3 +230,19 @@ class SubscriberChanges:
 
     async def disable_webhook(self, recipient_id: str, url: str, reason: str) -> bool:
         return await self._modify_if_known(recipient_id, disable_webhook(url, reason))
+
+
+class ReceiptLookups:
+    """The late-receipt lookups both backends offer, each one indexed query through `_select`."""
+
+    async def _select(self, column: str, value: str) -> list[LateReceipt]:
+        raise NotImplementedError
+
+    async def late_receipts(self, workflow_id: str) -> list[DeliveryReceipt]:
+        return [late.receipt for late in await self._select("workflow_id", workflow_id)]
+
+    async def by_delivery(self, delivery_id: str) -> list[LateReceipt]:
+        return await self._select("delivery_id", delivery_id)
+
+    async def by_provider_message(self, provider_message_id: str) -> list[LateReceipt]:
+        return await self._select("provider_message_id", provider_message_id)

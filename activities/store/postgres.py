@@ -447,7 +447,7 @@ def _late_params(late: LateReceipt) -> tuple[Any, ...]:
     )
 
 
-class PostgresReceiptLog:
+class PostgresReceiptLog(common.ReceiptLookups):
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
 
@@ -475,15 +475,6 @@ class PostgresReceiptLog:
             await conn.execute(_RECEIPT_INSERT, params)
 
         await self._store.run(insert, retry=False)
-
-    async def late_receipts(self, workflow_id: str) -> list[DeliveryReceipt]:
-        return [late.receipt for late in await self._select("workflow_id", workflow_id)]
-
-    async def by_delivery(self, delivery_id: str) -> list[LateReceipt]:
-        return await self._select("delivery_id", delivery_id)
-
-    async def by_provider_message(self, provider_message_id: str) -> list[LateReceipt]:
-        return await self._select("provider_message_id", provider_message_id)
 
     async def export(self, batch_size: int = 500) -> AsyncIterator[tuple[list[str], list[LateReceipt]]]:
         after_key = ""

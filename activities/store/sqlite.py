@@ -473,7 +473,7 @@ def _late_params(late: LateReceipt) -> tuple[Any, ...]:
     )
 
 
-class SqliteReceiptLog:
+class SqliteReceiptLog(common.ReceiptLookups):
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
 
@@ -500,15 +500,6 @@ class SqliteReceiptLog:
                 f"INSERT INTO late_receipts ({_RECEIPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", params
             )
         )
-
-    async def late_receipts(self, workflow_id: str) -> list[DeliveryReceipt]:
-        return [late.receipt for late in await self._select("workflow_id", workflow_id)]
-
-    async def by_delivery(self, delivery_id: str) -> list[LateReceipt]:
-        return await self._select("delivery_id", delivery_id)
-
-    async def by_provider_message(self, provider_message_id: str) -> list[LateReceipt]:
-        return await self._select("provider_message_id", provider_message_id)
 
     async def export(self, batch_size: int = 500) -> AsyncIterator[tuple[list[str], list[LateReceipt]]]:
         after_key = ""
