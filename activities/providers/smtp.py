@@ -106,9 +106,9 @@ def build_email(delivery: DeliveryInput, message: RenderedMessage, from_address:
 
 
 class SmtpProvider:
-    name = "smtp"
-
-    def __init__(self, settings: SmtpSettings) -> None:
+    def __init__(self, settings: SmtpSettings, name: str = "smtp") -> None:
+        """`name`: "smtp", or the name of a `[providers.NAME]` relay of a channel with failover."""
+        self.name = name
         self._settings = settings
 
     async def send(self, delivery: DeliveryInput, message: RenderedMessage) -> ProviderReceipt:
