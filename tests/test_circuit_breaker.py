@@ -40,12 +40,12 @@ def fail(b: CircuitBreaker, times: int) -> None:
 
 
 def test_opens_after_threshold_consecutive_failures() -> None:
-    clock, changes = Clock(), []
+    clock, changes = Clock(), list[StateChange]()
     b = breaker(clock, changes)
     fail(b, 2)
-    assert b.state is BreakerState.closed and b.admit() is Admission.use
+    assert b.admit() is Admission.use and b.consecutive_failures == 2
     b.failed(Admission.use)
-    assert b.state is BreakerState.open and b.opened_at == T0
+    assert b.admit() is Admission.skip and b.opened_at == T0
     assert [(c.state, c.consecutive_failures) for c in changes] == [(BreakerState.open, 3)]
     assert b.admit() is Admission.skip
 
@@ -82,7 +82,7 @@ def test_cooldown_then_exactly_one_probe() -> None:
 
 
 def test_successful_probe_closes() -> None:
-    clock, changes = Clock(), []
+    clock, changes = Clock(), list[StateChange]()
     b = breaker(clock, changes)
     fail(b, 3)
     clock.advance(30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +75,13 @@ def settings(
         {
             "store": {"sqlite_path": tmp_path / "subscribers.sqlite3"},
             "smtp": {"host": smtp_sink.host, "port": smtp_sink.port, "timeout": 5, "from_address": FROM},
-            "twilio": {"account_sid": PRIMARY[0], "auth_token": PRIMARY[1], "base_url": primary_twilio.url, **twilio},
+            "twilio": {
+                "account_sid": PRIMARY[0], "auth_token": PRIMARY[1], "base_url": primary_twilio.url, **twilio,
+            },
             "providers": {
-                "smtp_backup": {"kind": "smtp", "host": backup_sink.host, "port": backup_sink.port, "timeout": 5},
+                "smtp_backup": {
+                    "kind": "smtp", "host": backup_sink.host, "port": backup_sink.port, "timeout": 5,
+                },
                 "twilio_backup": {
                     "kind": "twilio", "account_sid": BACKUP[0], "auth_token": BACKUP[1],
                     "base_url": backup_twilio.url, **twilio,
@@ -157,6 +160,7 @@ async def test_the_time_budget_moves_on(
     [d] = state.destinations
     assert d.provider_used == "smtp_backup"
     [smtp, backup] = d.providers_tried
+    assert backup.outcome == "sent" and backup.attempts == 1
     assert smtp.outcome == "moved_on" and 1 <= smtp.attempts < 4
     assert (smtp.reason or "").startswith("its time budget of 2 seconds is used")
     assert len(smtp_sink.recipients_asked) == smtp.attempts and len(backup_sink.received) == 1
