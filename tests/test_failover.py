@@ -8,12 +8,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
+from twilio.request_validator import RequestValidator
 
 from tests.conftest import quick_retry
 from tidings.activities.providers.smtp import message_id_for
+from tidings.activities.store.base import Store
 from tidings.models import Channel, DeliveryStatus, DestinationState, NotificationState, Phase
+from tidings.receiver.app import Receiver
 from tidings.sandbox.smtp import SmtpSink
 from tidings.sandbox.twilio import TwilioSandbox
 from tidings.settings import Settings
@@ -237,3 +241,46 @@ async def test_breaker_opens_skips_probes_and_closes(
     after = (await send(tidings, "fo-breaker-5")).destinations[0]
     assert after.provider_used == "smtp" and tried(after) == [("smtp", "sent", 1)]
     assert len(smtp_sink.received) == 2 and len(backup_sink.received) == 3
+
+
+async def test_the_receiver_accepts_status_callbacks_from_the_backup_account(
+    tidings: TidingsClient, settings: Settings, store: Store, primary_twilio: TwilioSandbox
+) -> None:
+    primary_twilio.fail(NUMBER, 500, 20500, "Internal Server Error", times=10)
+    [handle] = await tidings.send(
+        {
+            **request("fo-sms-4", "sms"),
+            "channels": [{"channel": "sms", "fallback": ["email"], "escalate_after": {"sms": "PT1H"}}],
+        }
+    )
+    for _ in range(600):
+        state = await handle.status()
+        if state.destinations and state.destinations[0].status is DeliveryStatus.sent:
+            break
+        await asyncio.sleep(0.1)
+    [d] = state.destinations
+    assert d.provider_used == "twilio_backup"
+    app = Receiver(settings, tidings.client, store.receipts, store).app()
+    public = settings.receiver.public_url.rstrip("/")
+    path = f"/twilio/status?w={handle.workflow_id}&d={d.delivery_id}"
+    params = {
+        "MessageSid": d.provider_message_id or "",
+        "MessageStatus": "delivered",
+        "AccountSid": BACKUP[0],
+    }
+
+    async def post(token: str) -> int:
+        signature = RequestValidator(token).compute_signature(f"{public}{path}", params)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=public) as client:
+            response = await client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+            return response.status_code
+
+    assert await post("someone-else-" + "w" * 19) == 403
+    assert await post(BACKUP[1]) == 204
+    for _ in range(100):
+        receipts = (await handle.status()).destinations[0].receipts
+        if receipts:
+            break
+        await asyncio.sleep(0.1)
+    assert [r.status.value for r in receipts] == ["delivered"]
+    await tidings.cancel(handle.notification_id)
