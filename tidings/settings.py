@@ -473,7 +473,7 @@ class Settings(BaseSettings):
         least one attempt for the last provider once the others have used their budgets."""
         maximum = self.retry_for(channel).maximum_attempts
         needed = sum(self.failover.policy_for(name).attempts for name in chain[:-1]) + 1
-        if maximum and maximum < needed:
+        if maximum < needed:
             before = ", ".join(chain[:-1])
             raise ValueError(
                 f"retry.{channel.value}.maximum_attempts is {maximum}, but "
