@@ -284,3 +284,25 @@ async def test_the_receiver_accepts_status_callbacks_from_the_backup_account(
         await asyncio.sleep(0.1)
     assert [r.status.value for r in receipts] == ["delivered"]
     await tidings.cancel(handle.notification_id)
+
+
+@pytest.mark.parametrize("failover", [{"attempts": 1}])
+async def test_status_shows_the_providers_tried_while_retrying(
+    tidings: TidingsClient, smtp_sink: SmtpSink, backup_sink: SmtpSink
+) -> None:
+    """`tidings status` (the client's status) reads the ledger from the retrying activity's
+    heartbeat: the workflow only learns it when the activity ends."""
+    smtp_sink.refuse[EMAIL] = TRANSIENT
+    backup_sink.refuse[EMAIL] = TRANSIENT
+    [handle] = await tidings.send(request("fo-live-1", "email"))
+    for _ in range(300):
+        live = (await tidings.status(handle.notification_id)).destinations
+        if live and len(live[0].providers_tried) == 2:
+            break
+        await asyncio.sleep(0.1)
+    [d] = live
+    assert d.status is DeliveryStatus.sending
+    assert tried(d)[0] == ("smtp", "moved_on", 1) and tried(d)[1][:2] == ("smtp_backup", "trying")
+    del backup_sink.refuse[EMAIL]
+    state = await asyncio.wait_for(handle.result(), timeout=120)
+    assert state.phase is Phase.delivered and state.destinations[0].provider_used == "smtp_backup"

@@ -39,7 +39,8 @@ class ProviderChains:
         clock: Clock = utc_now,
         report: bool = True,
     ) -> None:
-        self._chains = {planned: chain for planned, chain in chains.items() if len(chain) > 1}
+        # a chain of the usual provider alone is no chain; one other provider alone is routed
+        self._chains = {planned: chain for planned, chain in chains.items() if chain and chain != [planned]}
         self._failover = failover
         self.breakers = BreakerBoard(
             self._breaker_settings, clock=clock, on_change=report_change if report else None
@@ -60,7 +61,7 @@ class ProviderChains:
     def route(
         self, planned: str, tries: Sequence[ProviderTry], *, attempt: int, now: datetime
     ) -> FailoverRoute | None:
-        """The route of a delivery planned for `planned`, or None when it has only one provider."""
+        """The route of a delivery planned for `planned`, or None when it goes to `planned` alone."""
         chain = self._chains.get(planned)
         if chain is None:
             return None
