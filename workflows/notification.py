@@ -427,7 +427,9 @@ class NotificationWorkflow:
         _record_providers(state, result.providers_tried, result.provider)
         state.finished_at = workflow.now()
         workflow.set_current_details(current_details(self._state))
-        metrics.delivery_finished(state.channel.value, state.provider, "sent", state.attempts)
+        metrics.delivery_finished(
+            state.channel.value, state.provider_used or state.provider, "sent", state.attempts
+        )
         return True
 
     def _delivery_slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
