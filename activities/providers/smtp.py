@@ -131,8 +131,9 @@ class SmtpProvider:
             reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
             raise _classify(min(codes), f"recipient refused: {reason}") from None
         except aiosmtplib.SMTPAuthenticationError as exc:
+            section = "smtp" if self.name == "smtp" else f"providers.{self.name}"
             raise TransientDeliveryError(
-                f"SMTP authentication failed ({exc.code}); check smtp.username/smtp.password"
+                f"SMTP authentication failed ({exc.code}); check {section}.username/{section}.password"
             ) from None
         except aiosmtplib.SMTPResponseException as exc:
             raise _classify(exc.code, f"SMTP server answered {exc.code} {exc.message}") from None
