@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import quick_retry
@@ -136,7 +137,11 @@ async def test_email_fails_over_after_the_budget_with_the_same_delivery_id(
     assert message["X-Tidings-Delivery-Id"] == d.delivery_id
     assert message["Message-ID"] == message_id_for(d.delivery_id, FROM)  # backup inherits smtp.from_address
     assert d.provider_message_id == message["Message-ID"]
-    details = current_details(state)
+    # the Web UI's "Current Details", as the workflow set it
+    raw = tidings.client.get_workflow_handle(state.workflow_id)
+    metadata = await raw.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    details = metadata.current_details
+    assert details == current_details(state)
     assert "email/smtp → " in details and "sent**, 3 attempts via smtp_backup" in details
     assert "  - smtp moved on after 2 attempts: its budget of 2 attempts is used" in details
 

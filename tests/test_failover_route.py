@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tidings.activities.failover.breaker import Admission, BreakerBoard
 from tidings.activities.failover.route import FailoverRoute, ledger_from, ledger_payload
 from tidings.models import ProviderTry
@@ -165,3 +168,47 @@ def test_an_unreadable_ledger_starts_afresh() -> None:
     assert ledger_from([]) == []
     assert ledger_from(["not a ledger"]) == []
     assert ledger_from([[{"provider": 5, "outcome": "nonsense"}]]) == []
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["transient", "throttled", "provider_refused", "lost"]),
+            st.integers(min_value=0, max_value=400),  # seconds the attempt started after the last
+            st.integers(min_value=0, max_value=900),  # Retry-After seconds (throttled)
+        ),
+        max_size=25,
+    ),
+    attempts=st.integers(min_value=1, max_value=5),
+    threshold=st.integers(min_value=1, max_value=4),
+)
+def test_route_invariants(steps: list[tuple[str, int, int]], attempts: int, threshold: int) -> None:
+    """Whatever providers do: every attempt is counted once, the last provider is never left,
+    providers are left in order, and the chosen provider is the latest one tried."""
+    failover = settings(attempts=attempts, breaker_threshold=threshold, breaker_cooldown="PT60S")
+    clock = Clock()
+    breakers = board(failover, clock)
+    ledger: list[ProviderTry] = []
+    at = T0
+    for number, (kind, later, retry_after) in enumerate(steps, start=1):
+        at += timedelta(seconds=later)
+        clock.now = at
+        route = attempt(failover, breakers, ledger, number, at)
+        choice = route.choose(at)
+        if kind != "lost":  # a lost attempt leaves nothing behind: the next one finds a gap
+            route.failed(kind, kind, at, timedelta(seconds=retry_after))  # type: ignore[arg-type]
+            ledger = route.tries
+        else:
+            route.abandoned()
+        assert choice.provider in CHAIN
+    if steps:
+        final = attempt(failover, breakers, ledger, len(steps) + 1, at)
+        chosen = final.choose(at)
+        tries = final.tries
+        assert sum(t.attempts for t in tries) == len(steps)
+        assert all(t.outcome != "moved_on" for t in tries if t.provider == CHAIN[-1])
+        assert [t.provider for t in tries] == [p for p in CHAIN if p in {t.provider for t in tries}]
+        left = [CHAIN.index(t.provider) for t in tries if t.outcome == "moved_on"]
+        assert left == sorted(left)
+        [entry] = [t for t in tries if t.provider == chosen.provider]
+        assert entry.outcome == "trying" and entry.last_attempt_at == at

@@ -99,10 +99,14 @@ def test_a_toml_file_with_environment_secrets(tmp_path: Path, monkeypatch: pytes
         ),
         (
             {
-                "channels": {"sms": {"providers": ["twilio", "smtp_backup"]}},
-                "providers": {"smtp_backup": BACKUP},
+                "channels": {"sms": {"providers": ["sms_b", "smtp_backup"]}},
+                "providers": {"smtp_backup": BACKUP, "sms_b": TWILIO},
             },
             "channels.sms.providers: 'smtp_backup' is a smtp provider; this channel needs twilio",
+        ),
+        (
+            {"channels": {"sms": {"providers": ["twilio", "sms_b"]}}, "providers": {"sms_b": TWILIO}},
+            "channels.sms.providers: 'twilio' needs twilio.account_sid, twilio.auth_token and",
         ),
         (
             {"channels": {"push": {"providers": ["fcm", "apns"]}}},

@@ -457,6 +457,13 @@ class Settings(BaseSettings):
         return f" (did you mean {close[0]}?)" if close else ""
 
     def _check_provider(self, key: str, name: str, kind: str) -> None:
+        if name == "twilio":
+            t = self.twilio
+            if not (t.account_sid and t.auth_token and (t.from_number or t.messaging_service_sid)):
+                raise ValueError(
+                    f"{key}: 'twilio' needs twilio.account_sid, twilio.auth_token and "
+                    "twilio.from_number or twilio.messaging_service_sid"
+                )
         if name == kind:
             return
         named = self.providers.get(name)

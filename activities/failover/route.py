@@ -15,7 +15,8 @@ provider, and records what happened. Rules:
   remaining provider's circuit is open, the last one is tried anyway: skipping it would only
   burn the retry policy's attempts.
 - Attempts the ledger does not know of (an attempt that timed out or whose worker died before it
-  could heartbeat) are counted against the provider the ledger was trying.
+  could heartbeat) are counted against the provider of the latest recorded attempt (or, with no
+  ledger yet, the first provider not left).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class FailoverRoute:
         self._breakers = breakers
         known = {t.provider: t.model_copy() for t in tries if t.provider in self._chain}
         self.tries: list[ProviderTry] = [known[name] for name in self._chain if name in known]
-        self._count_lost_attempts(attempt)
+        self._count_lost_attempts(attempt, now)
         self._leave_spent(now)
         self._choice: Choice | None = None
         self._settled = True
@@ -81,12 +82,24 @@ class FailoverRoute:
     def _entry(self, provider: str) -> ProviderTry | None:
         return next((t for t in self.tries if t.provider == provider), None)
 
-    def _count_lost_attempts(self, attempt: int) -> None:
+    def _add(self, provider: str) -> ProviderTry:
+        entry = ProviderTry(provider=provider)
+        self.tries.append(entry)
+        self.tries.sort(key=lambda t: self._chain.index(t.provider))
+        return entry
+
+    def _count_lost_attempts(self, attempt: int, now: datetime) -> None:
         lost = attempt - 1 - sum(t.attempts for t in self.tries)
-        current = next((t for t in reversed(self.tries) if t.outcome == "trying"), None)
-        if lost > 0 and current is not None:
-            current.attempts += lost
-            current.reason = "no answer: the attempt timed out or its worker stopped"
+        if lost <= 0:
+            return
+        trying = [t for t in self.tries if t.outcome == "trying" and t.last_attempt_at is not None]
+        current = max(trying, key=lambda t: t.last_attempt_at or now) if trying else None
+        if current is None:  # no ledger yet: the lost attempts went to the first provider left
+            name = next(n for n in self._chain if not self._left(n) or n == self._chain[-1])
+            current = self._entry(name) or self._add(name)
+            current.outcome = "trying"
+        current.attempts += lost
+        current.reason = "no answer: the attempt timed out or its worker stopped"
 
     def _leave_spent(self, now: datetime) -> None:
         for entry in self.tries:
@@ -124,13 +137,10 @@ class FailoverRoute:
             break
         if choice is None:
             choice = Choice(left[-1], self._breakers[left[-1]].admit(), is_last=True)
-        entry = self._entry(choice.provider)
-        if entry is None:
-            entry = ProviderTry(provider=choice.provider)
-            self.tries.append(entry)
-            self.tries.sort(key=lambda t: self._chain.index(t.provider))
+        entry = self._entry(choice.provider) or self._add(choice.provider)
         entry.outcome = "trying"
         entry.circuit_open_since = None
+        entry.last_attempt_at = now
         if entry.first_attempt_at is None:
             entry.first_attempt_at = now
         self._choice = choice
@@ -142,11 +152,7 @@ class FailoverRoute:
         return entry is not None and entry.outcome == "moved_on"
 
     def _skip(self, provider: str, since: datetime | None) -> None:
-        entry = self._entry(provider)
-        if entry is None:
-            entry = ProviderTry(provider=provider)
-            self.tries.append(entry)
-            self.tries.sort(key=lambda t: self._chain.index(t.provider))
+        entry = self._entry(provider) or self._add(provider)
         entry.outcome = "skipped"
         entry.circuit_open_since = since
         entry.reason = "circuit open"

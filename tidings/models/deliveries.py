@@ -67,12 +67,13 @@ class ProviderTry(Model):
 
     `moved_on`: its budget ran out (or it was throttled beyond it) and the delivery went on to
     the next provider; `skipped`: its circuit was open, so it was not tried (`circuit_open_since`);
-    `trying`: the provider of the latest attempt, which failed retryably."""
+    `trying`: tried, failed retryably, still in play (the latest attempt is `last_attempt_at`)."""
 
     provider: str
     outcome: TryOutcome = "trying"
     attempts: int = 0
     first_attempt_at: AwareDatetime | None = None
+    last_attempt_at: AwareDatetime | None = None
     reason: str | None = None
     circuit_open_since: AwareDatetime | None = None
 
