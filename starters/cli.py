@@ -35,7 +35,7 @@ from tidings.activities.store.base import Store, UnknownRecipientError
 from tidings.activities.store.factory import open_store
 from tidings.models import Channel, Device, NotificationState, Phase, Preferences, QuietHours, Recipient
 from tidings.settings import Settings, SettingsError, load_settings
-from tidings.starters import codec_commands, inbox, store_commands, template_commands, vapid
+from tidings.starters import api_commands, codec_commands, inbox, store_commands, template_commands, vapid
 from tidings.starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
@@ -518,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove_device.set_defaults(run=cmd_subscriber_remove_device)
 
     inbox.register(sub)
+    api_commands.register(sub)
     store_commands.register(sub)
     template_commands.register(sub)
     vapid.register(sub)

@@ -12,11 +12,19 @@ subscriber's lock, between reading the current rows and writing them back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, time
 from typing import Any
 
-from tidings.activities.store.base import LateReceipt, UnknownRecipientError
+from tidings.activities.store.base import (
+    InboxOrder,
+    InboxQuery,
+    InboxStateChange,
+    LateReceipt,
+    UnknownRecipientError,
+)
 from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
 from tidings.redaction import redact_address
 
@@ -246,3 +254,84 @@ class ReceiptLookups:
 
     async def by_provider_message(self, provider_message_id: str) -> list[LateReceipt]:
         return await self._select("provider_message_id", provider_message_id)
+
+
+# -- the inbox queries both backends share, with the driver's placeholder (`?` or `%s`)
+
+INBOX_COUNTS = (
+    "SELECT SUM(CASE WHEN read_at IS NULL THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN seen_at IS NULL THEN 1 ELSE 0 END), COUNT(*)"
+    " FROM inbox WHERE recipient_id = %s AND archived_at IS NULL"
+)
+
+
+def inbox_order(order: InboxOrder) -> str:
+    newest = "created_at DESC, delivery_id DESC"
+    return newest if order is InboxOrder.newest else f"(read_at IS NOT NULL), {newest}"
+
+
+def inbox_conditions(query: InboxQuery, placeholder: str) -> tuple[str, list[Any]]:
+    """The WHERE clause of one keyset page: the rows after the cursor in the page's order."""
+    p = placeholder
+    conditions = [
+        f"recipient_id = {p}",
+        "archived_at IS NOT NULL" if query.archived else "archived_at IS NULL",
+    ]
+    params: list[Any] = [query.recipient_id]
+    if query.category is not None:
+        conditions.append(f"category = {p}")
+        params.append(query.category)
+    cursor = query.cursor
+    if cursor is not None:
+        older = f"(created_at < {p} OR (created_at = {p} AND delivery_id < {p}))"
+        older_params = [cursor.created_at, cursor.created_at, cursor.delivery_id]
+        if query.order is InboxOrder.newest:
+            conditions.append(older)
+            params += older_params
+        else:
+            read = "(read_at IS NOT NULL)"
+            conditions.append(f"({read} > {p} OR ({read} = {p} AND {older}))")
+            params += [cursor.read, cursor.read, *older_params]
+    return " AND ".join(conditions), params
+
+
+def inbox_assignments(change: InboxStateChange, now: datetime, placeholder: str) -> tuple[str, list[Any]]:
+    """The SET clause for a state change. Setting keeps an earlier time (read twice is read once);
+    reading a message also sees it."""
+    parts: list[str] = []
+    params: list[Any] = []
+    seen = True if change.read else change.seen
+    for column, value in (("read_at", change.read), ("seen_at", seen), ("archived_at", change.archived)):
+        if value is None:
+            continue
+        if value:
+            parts.append(f"{column} = COALESCE({column}, {placeholder})")
+            params.append(now)
+        else:
+            parts.append(f"{column} = NULL")
+    return ", ".join(parts), params
+
+
+class InboxListeners:
+    """In-process live updates: every `changes()` iterator gets the recipient ids `_publish`ed.
+
+    A slow consumer's queue is bounded; when it is full the id is dropped for that consumer only
+    (an inbox page re-reads counts on the next change anyway)."""
+
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue[str]] = set()
+
+    def _publish(self, recipient_id: str) -> None:
+        for queue in self._queues:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(recipient_id)
+
+    async def changes(self) -> AsyncIterator[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=10_000)
+        self._queues.add(queue)
+        try:
+            yield ""  # listening
+            while True:
+                yield await queue.get()
+        finally:
+            self._queues.discard(queue)
