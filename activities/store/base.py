@@ -23,7 +23,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
 
@@ -77,6 +77,10 @@ def check_page(page: int, page_size: int) -> None:
         raise ValueError("page starts at 1 and page_size is 1-200")
 
 
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+"""Text a query may compare with: no control characters (PostgreSQL text cannot hold NUL)."""
+
+
 class InboxOrder(StrEnum):
     unread_first = "unread_first"
     newest = "newest"
@@ -90,8 +94,8 @@ class InboxCursor(BaseModel):
     """Where a keyset page ends: the sort key of its last message (opaque to clients)."""
 
     read: bool
-    created_at: datetime
-    delivery_id: str
+    created_at: AwareDatetime
+    delivery_id: str = Field(max_length=300, pattern=PRINTABLE)
 
     def encode(self) -> str:
         raw = json.dumps([self.read, self.created_at.isoformat(), self.delivery_id]).encode()
@@ -104,7 +108,7 @@ class InboxCursor(BaseModel):
                 base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             )
             return cls(read=read, created_at=created_at, delivery_id=delivery_id)
-        except (ValueError, TypeError, UnicodeError) as exc:
+        except (ValueError, TypeError, UnicodeError, RecursionError) as exc:
             raise InvalidCursorError("not a cursor this API gave out") from exc
 
     @classmethod

@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from tidings.activities.store.base import (
+    PRINTABLE,
     InboxCounts,
     InboxCursor,
     InboxMessage,
@@ -95,7 +96,7 @@ async def list_messages(
     order: InboxOrder = InboxOrder.unread_first,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
-    category: Annotated[str | None, Query(max_length=200)] = None,
+    category: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
     archived: bool = False,
 ) -> InboxPage:
     try:
@@ -128,7 +129,7 @@ async def counts(ctx: Context, recipient_id: Subscriber) -> InboxCounts:
 async def change(
     ctx: Context,
     recipient_id: Subscriber,
-    delivery_id: Annotated[str, Path(max_length=300)],
+    delivery_id: Annotated[str, Path(max_length=300, pattern=PRINTABLE)],
     action: Action,
 ) -> InboxItem:
     before = await ctx.store.inbox.change(recipient_id, delivery_id, InboxStateChange())
