@@ -99,7 +99,8 @@ class LinkTracking:
         if message.text is not None:
             message.text = f"{message.text.rstrip()}\n\n--\n{PREFERENCES_LINK_TEXT}: {url}\n"
         if message.html is not None:
-            link = f'<p style="font-size:12px;color:#666"><a href="{html.escape(url)}">{PREFERENCES_LINK_TEXT}</a></p>'
+            anchor = f'<a href="{html.escape(url)}">{PREFERENCES_LINK_TEXT}</a>'
+            link = f'<p style="font-size:12px;color:#666">{anchor}</p>'
             at = message.html.lower().rfind("</body>")
             message.html = message.html[:at] + link + message.html[at:] if at >= 0 else message.html + link
 
