@@ -56,9 +56,7 @@ class LinkTracking:
     Each token is signed for its purpose (click, event, unsubscribe; see `tidings.links`), so a
     token lifted from one place is refused by every receiver route but its own."""
 
-    def __init__(
-        self, public_url: str, key: bytes, preferences: tuple[str, timedelta] | None = None
-    ) -> None:
+    def __init__(self, public_url: str, key: bytes, preferences: tuple[str, timedelta] | None = None) -> None:
         """`preferences` is (the API's public URL, the link lifetime): emails to stored subscribers
         then end with a signed "Manage notification preferences" link to the preference center."""
         self._public_url = public_url
@@ -90,7 +88,6 @@ class LinkTracking:
                 **message.data,
                 "tidings_token": event_token(self._key, delivery.workflow_id, delivery.delivery_id),
             }
-
 
     def _add_preferences_footer(
         self, delivery: DeliveryInput, message: RenderedMessage, api_url: str, ttl: timedelta
