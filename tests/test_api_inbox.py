@@ -99,7 +99,7 @@ async def test_keyset_pages_filters_counts_and_changes(any_store: Store) -> None
 async def test_postgres_notify_reaches_another_process(store_opener: StoreOpener, store_backend: str) -> None:
     """A worker's store object writes; another (an API process) hears it over LISTEN/NOTIFY."""
     if store_backend != "postgres":
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite is one process (its own test below)")
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite has its own test below")
     worker, api = await store_opener(), await store_opener()
     changes = api.inbox.changes()
     assert await asyncio.wait_for(anext(changes), 10) == ""  # listening
@@ -112,16 +112,18 @@ async def test_postgres_notify_reaches_another_process(store_opener: StoreOpener
     await changes.aclose()  # type: ignore[attr-defined]
 
 
-async def test_sqlite_changes_in_process(store_opener: StoreOpener, store_backend: str) -> None:
+async def test_sqlite_changes_reach_another_connection(store_opener: StoreOpener, store_backend: str) -> None:
+    """SQLite: a worker (or the CLI) in another process writes; triggers record it, the API polls."""
     if store_backend != "sqlite":
-        pytest.skip("the in-process notifier is SQLite's")
-    store = await store_opener()
-    changes = store.inbox.changes()
+        pytest.skip("the trigger-and-poll carrier is SQLite's")
+    worker, api = await store_opener(), await store_opener()
+    changes = api.inbox.changes()
     assert await asyncio.wait_for(anext(changes), 2) == ""
-    await store.inbox.add(message("s-1", 1, recipient="near"))
+    await worker.inbox.add(message("s-1", 1, recipient="near"))
     assert await asyncio.wait_for(anext(changes), 2) == "near"
-    await store.inbox.mark_read("s-1")  # the CLI's path too
-    assert await asyncio.wait_for(anext(changes), 2) == "near"
+    await worker.inbox.mark_read("s-1")  # the CLI's path too
+    await worker.inbox.add(message("s-2", 1, recipient="other"))
+    assert [await asyncio.wait_for(anext(changes), 2) for _ in range(2)] == ["near", "other"]
     await changes.aclose()  # type: ignore[attr-defined]
 
 

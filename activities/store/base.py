@@ -185,8 +185,9 @@ class InboxStore(Protocol):
     def changes(self) -> AsyncIterator[str]:
         """The recipient ids whose inbox changed, as they change (live updates).
 
-        SQLite: changes made through this store object (this process). PostgreSQL: changes made by
-        any process, carried by LISTEN/NOTIFY on `INBOX_CHANNEL`. An empty string comes first
+        PostgreSQL: changes made by any process, carried by LISTEN/NOTIFY on `INBOX_CHANNEL`.
+        SQLite: changes made by any process on this machine, recorded by triggers in
+        `inbox_changes` and polled every 0.2 s. An empty string comes first
         once listening, and again after a reconnection: anything may have changed before it.
         """
         ...

@@ -12,9 +12,7 @@ subscriber's lock, between reading the current rows and writing them back.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -310,28 +308,3 @@ def inbox_assignments(change: InboxStateChange, now: datetime, placeholder: str)
         else:
             parts.append(f"{column} = NULL")
     return ", ".join(parts), params
-
-
-class InboxListeners:
-    """In-process live updates: every `changes()` iterator gets the recipient ids `_publish`ed.
-
-    A slow consumer's queue is bounded; when it is full the id is dropped for that consumer only
-    (an inbox page re-reads counts on the next change anyway)."""
-
-    def __init__(self) -> None:
-        self._queues: set[asyncio.Queue[str]] = set()
-
-    def _publish(self, recipient_id: str) -> None:
-        for queue in self._queues:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(recipient_id)
-
-    async def changes(self) -> AsyncIterator[str]:
-        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=10_000)
-        self._queues.add(queue)
-        try:
-            yield ""  # listening
-            while True:
-                yield await queue.get()
-        finally:
-            self._queues.discard(queue)

@@ -141,8 +141,18 @@ CREATE TABLE api_keys (
     created_at TEXT NOT NULL,
     revoked_at TEXT,
     last_used_at TEXT
-)
+);
+CREATE TABLE inbox_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, recipient_id TEXT NOT NULL)
 """
+# Every write to the inbox, by any connection or process, leaves the recipient id in
+# `inbox_changes` (the last 10,000 are kept): API processes poll it for live updates.
+_V4_TRIGGERS = [
+    f"""CREATE TRIGGER inbox_{event.lower()} AFTER {event} ON inbox BEGIN
+        INSERT INTO inbox_changes (recipient_id) VALUES (NEW.recipient_id);
+        DELETE FROM inbox_changes WHERE seq <= (SELECT MAX(seq) FROM inbox_changes) - 10000;
+    END"""
+    for event in ("INSERT", "UPDATE")
+]
 
 
 def _statements(script: str) -> list[str]:
@@ -238,7 +248,7 @@ def _migrate_v2(db: sqlite3.Connection) -> None:
 
 def _migrate_v4(db: sqlite3.Connection) -> None:
     """The HTTP API: inbox seen state and keyset index, API keys."""
-    for statement in _statements(_V4_API):
+    for statement in [*_statements(_V4_API), *_V4_TRIGGERS]:
         db.execute(statement)
 
 
@@ -401,20 +411,39 @@ _INBOX_INSERT = (
 )
 
 
-class SqliteInbox(common.InboxListeners):
-    """The inbox on SQLite. Live updates (`changes`) come from this store object's own writes:
-    one process (the API beside the worker, as `tidings dev` runs them) sees them all."""
+CHANGES_POLL_SECONDS = 0.2
+
+
+class SqliteInbox:
+    """The inbox on SQLite. Live updates (`changes`) poll `inbox_changes`, which triggers fill on
+    every write from any connection: the worker, the CLI and the API may be separate processes
+    (on the one machine that shares the file)."""
 
     def __init__(self, store: SqliteStore) -> None:
-        super().__init__()
         self._store = store
 
     async def add(self, message: InboxMessage) -> bool:
         params = _params(message.model_dump())
-        added = await self._store.write(lambda db: db.execute(_INBOX_INSERT, params).rowcount > 0)
-        if added:
-            self._publish(message.recipient_id)
-        return added
+        return await self._store.write(lambda db: db.execute(_INBOX_INSERT, params).rowcount > 0)
+
+    async def changes(self) -> AsyncIterator[str]:
+        def latest(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM inbox_changes").fetchone()[0])
+
+        after = await self._store.run(latest)
+        yield ""  # listening
+        while True:
+            await asyncio.sleep(CHANGES_POLL_SECONDS)
+
+            def since(db: sqlite3.Connection, after: int = after) -> list[tuple[int, str]]:
+                query = "SELECT seq, recipient_id FROM inbox_changes WHERE seq > ? ORDER BY seq"
+                return [(r[0], r[1]) for r in db.execute(query, (after,)).fetchall()]
+
+            rows = await self._store.run(since)
+            if rows:
+                after = rows[-1][0]
+                for recipient_id in dict.fromkeys(r[1] for r in rows):
+                    yield recipient_id
 
     async def query(self, query: InboxQuery) -> list[InboxMessage]:
         where, params = common.inbox_conditions(query, "?")
@@ -446,10 +475,7 @@ class SqliteInbox(common.InboxListeners):
             row = db.execute(f"{_INBOX_SELECT} WHERE delivery_id = ? AND recipient_id = ?", key).fetchone()
             return _message(row, _INBOX_COLUMNS) if row else None
 
-        message = await self._store.write(update)
-        if message is not None and assignments:
-            self._publish(recipient_id)
-        return message
+        return await self._store.write(update)
 
     async def read_all(self, recipient_id: str) -> list[InboxMessage]:
         now = _value(datetime.now(UTC))
@@ -463,10 +489,7 @@ class SqliteInbox(common.InboxListeners):
             )
             return [_message(r, _INBOX_COLUMNS) for r in rows]
 
-        changed = await self._store.write(update)
-        if changed:
-            self._publish(recipient_id)
-        return changed
+        return await self._store.write(update)
 
     async def list(
         self, recipient_id: str, *, page: int = 1, page_size: int = 20, include_archived: bool = False
@@ -531,9 +554,7 @@ class SqliteInbox(common.InboxListeners):
                 raise LookupError(f"no inbox message with delivery id {delivery_id!r}")
             return _message(row, _INBOX_COLUMNS)
 
-        message = await self._store.write(update)
-        self._publish(message.recipient_id)
-        return message
+        return await self._store.write(update)
 
 
 _API_KEY_COLUMNS = "id, name, secret_sha256, scopes, created_at, revoked_at, last_used_at"

@@ -4,10 +4,12 @@ Server-Sent Events rather than WebSockets: updates only flow server to browser (
 an ordinary POST), SSE is plain HTTP (proxies, HTTP/2, CORS and load balancers need nothing
 special), and `EventSource` reconnects by itself.
 
-The hub reads `store.inbox.changes()` once (PostgreSQL: LISTEN on `tidings_inbox`, so a write by
-any worker or API process reaches every API process; SQLite: this store object's writes, so the
-API must run in the process that writes, as `tidings dev` does) and, for each change of a
-recipient with open streams, reads that recipient's counts once and hands them to every stream.
+The hub reads `store.inbox.changes()` once per API process (PostgreSQL: LISTEN on
+`tidings_inbox`, so a write by any worker or API process on any machine reaches every API
+process; SQLite: triggers record each inbox write in `inbox_changes`, which the hub polls every
+0.2 s, so the worker, the CLI and the API may be separate processes on the one machine) and, for
+each change of a recipient with open streams, reads that recipient's counts once and hands them
+to every one of that recipient's streams.
 """
 
 from __future__ import annotations
