@@ -27,6 +27,7 @@ from tidings.activities.store.base import Store
 from tidings.api import inbox, notifications, preference_center, problems, subscribers
 from tidings.api.body_limit import BodyLimit
 from tidings.api.context import ApiContext
+from tidings.api.demo import demo_router
 from tidings.api.live import InboxHub
 from tidings.api.rate_limit import RateLimiter
 from tidings.settings import Settings
@@ -35,7 +36,11 @@ from tidings.starters.client import TidingsClient
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings, store: Store, client: TidingsClient) -> FastAPI:
+def create_app(
+    settings: Settings, store: Store, client: TidingsClient, *, demo_subscriber: str | None = None
+) -> FastAPI:
+    """The API. `demo_subscriber` adds `/demo` (a page with the inbox widget for that subscriber):
+    `tidings dev` only."""
     api = settings.api
     app = FastAPI(
         title="Tidings API",
@@ -53,6 +58,8 @@ def create_app(settings: Settings, store: Store, client: TidingsClient) -> FastA
     problems.install(app)
     for module in (notifications, subscribers, inbox, preference_center):
         app.include_router(module.router)
+    if demo_subscriber is not None:
+        app.include_router(demo_router(demo_subscriber))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/healthz", lambda: PlainTextResponse("ok"), include_in_schema=False)
     app.add_middleware(

@@ -32,7 +32,7 @@ class TidingsInbox extends HTMLElement {
     super();
     this.attachShadow({ mode: "open" });
     this.shadowRoot.innerHTML = `<style>${STYLE}</style>
-      <button class="bell" part="bell" aria-label="Notifications">&#128276;<span class="badge" part="badge" hidden>0</span></button>
+      <button class="bell" part="bell" aria-label="Notifications"><svg width="22" height="22" viewBox="0 0 24 24" aria-hidden="true"><path fill="currentColor" d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1Z"/></svg><span class="badge" part="badge" hidden>0</span></button>
       <div class="panel" part="panel" hidden>
         <header><strong>Notifications</strong><button class="read-all" part="read-all">Mark all read</button></header>
         <ul part="list"></ul>
