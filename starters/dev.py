@@ -378,6 +378,7 @@ async def messaging_sandboxes(
     preference links and the demo page's tokens survive a restart.
     """
     link_key = await _kept_secret(data_dir / "sandbox" / "link-signing.key")
+    token_key = await _kept_secret(data_dir / "sandbox" / "subscriber-token.key")
     twilio = await TwilioSandbox("AC" + "0" * 32, secrets.token_hex(16)).start()
     slack = await SlackSandbox("xoxb-dev-" + secrets.token_hex(8)).start()
     try:
@@ -389,7 +390,7 @@ async def messaging_sandboxes(
                          "public_url": f"http://127.0.0.1:{receiver_port}", "link_signing_key": link_key},
             "slack_webhook_example": slack.webhook_url("T000/B000/dev"),
             "api": {"host": "127.0.0.1", "port": api_port, "public_url": f"http://127.0.0.1:{api_port}",
-                    "subscriber_token_key": await _kept_secret(data_dir / "sandbox" / "subscriber-token.key")},
+                    "subscriber_token_key": token_key},
         }  # fmt: skip
     finally:
         await twilio.stop()
@@ -573,7 +574,8 @@ async def _run_services(
                 f"  Slack sandbox:    incoming webhook {slack_example}\n"
                 f"  Receiver:         {settings.receiver.public_url} "
                 "(Twilio callbacks, /c/ clicks, /events)\n"
-                f"  HTTP API:         {settings.api.public_url}/docs; inbox demo: {settings.api.public_url}/demo\n"
+                f"  HTTP API:         {settings.api.public_url}/docs; "
+                f"inbox demo: {settings.api.public_url}/demo\n"
                 f"  Payloads:         {_codec_line(settings, data_dir, codec_endpoint)}\n"
                 f"  CLI settings:     {cli_settings}; in another terminal:\n"
                 f"    export TIDINGS_SETTINGS={shlex.quote(str(cli_settings))}\n"
