@@ -350,3 +350,16 @@ async def test_stream_delivers_counts_within_two_seconds(
             assert elapsed < 2.0 + 1.0, f"took {elapsed:.2f}s"  # 2 s, plus slack for the loaded test machine
             with pytest.raises(TimeoutError):  # nothing of "live"'s reaches another subscriber's stream
                 await asyncio.wait_for(anext(their_events), 0.5)
+
+
+async def test_a_stream_ends_when_its_token_expires(served_api: UvicornServer) -> None:
+    token = subscriber_token("brief", ttl=timedelta(seconds=2))
+    async with httpx.AsyncClient(base_url=served_api.url, timeout=30) as http:
+        async with http.stream("GET", "/v1/inbox/stream", params={"token": token}) as response:
+            events = sse_events(response)
+            assert (await anext(events))[0] == "counts"
+            assert (await asyncio.wait_for(anext(events), 10))[0] == "expired"
+            with pytest.raises(StopAsyncIteration):
+                await asyncio.wait_for(anext(events), 5)
+        again = await http.get("/v1/inbox/stream", params={"token": token})
+        assert again.status_code == 401

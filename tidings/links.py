@@ -117,6 +117,12 @@ def expiring_token(key: bytes, purpose: Purpose, recipient_id: str, ttl: timedel
 
 def verify_expiring(key: bytes, token: str, purpose: Purpose) -> str | None:
     """The subscriber id of a good, unexpired token made for `purpose`; None for anything else."""
+    verified = verify_expiring_until(key, token, purpose)
+    return verified[0] if verified else None
+
+
+def verify_expiring_until(key: bytes, token: str, purpose: Purpose) -> tuple[str, float] | None:
+    """(subscriber id, expiry in Unix seconds) of a good, unexpired token made for `purpose`."""
     try:
         payload = verify_token(key, token, purpose)
     except InvalidToken:
@@ -124,7 +130,7 @@ def verify_expiring(key: bytes, token: str, purpose: Purpose) -> str | None:
     recipient_id, expires = payload.get("r"), payload.get("x")
     if not isinstance(recipient_id, str) or type(expires) is not int or expires <= time.time():
         return None
-    return recipient_id
+    return recipient_id, float(expires)
 
 
 def preferences_url(public_url: str, key: bytes, recipient_id: str, ttl: timedelta) -> tuple[str, datetime]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from enum import StrEnum
@@ -157,22 +158,27 @@ def _event(name: str, data: BaseModel) -> bytes:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "`counts` events"}},
 )
-async def stream(ctx: Context, recipient_id: Annotated[str, Depends(stream_subscriber)]) -> StreamingResponse:
+async def stream(
+    ctx: Context, subscriber: Annotated[tuple[str, float], Depends(stream_subscriber)]
+) -> StreamingResponse:
     """Server-Sent Events: `counts` now, then after every change to this inbox (a new message, a
     read, an archive, from any process writing to the store); a comment every 15 s keeps proxies
-    from closing the stream."""
+    from closing the stream. The stream ends when its token expires (the page reconnects with a
+    new token)."""
+    recipient_id, expires = subscriber
 
     async def events() -> AsyncIterator[bytes]:
         async with ctx.hub.subscribe(recipient_id) as queue:
             yield b"retry: 2000\n\n"
             yield _event("counts", await ctx.store.inbox.counts(recipient_id))
-            while True:
+            while (left := expires - time.time()) > 0:
                 try:
-                    counts = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                    counts = await asyncio.wait_for(queue.get(), min(KEEPALIVE_SECONDS, left))
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
                 yield _event("counts", counts)
+            yield b"event: expired\ndata: {}\n\n"
 
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

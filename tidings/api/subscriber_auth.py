@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tidings.api.context import ApiContext, context
 from tidings.api.problems import ApiProblem
-from tidings.links import Purpose, verify_expiring
+from tidings.links import Purpose, verify_expiring, verify_expiring_until
 
 _bearer = HTTPBearer(auto_error=False, scheme_name="SubscriberToken", description="a subscriber token")
 
@@ -62,10 +62,11 @@ async def stream_subscriber(
     ctx: Annotated[ApiContext, Depends(context)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     token: Annotated[str | None, Query(max_length=2048)] = None,
-) -> str:
-    """As `subscriber`, also from `?token=` (for EventSource)."""
+) -> tuple[str, float]:
+    """As `subscriber`, also from `?token=` (for EventSource); with the token's expiry (Unix
+    seconds), at which the stream ends: an open stream must not outlive its credential."""
     text = credentials.credentials if credentials else token
-    recipient_id = verified_subscriber(_key(ctx), text, Purpose.subscriber)
-    if recipient_id is None:
+    verified = verify_expiring_until(_key(ctx), text, Purpose.subscriber) if text else None
+    if verified is None:
         raise _unauthorized()
-    return recipient_id
+    return verified

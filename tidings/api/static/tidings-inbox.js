@@ -6,7 +6,8 @@
 // load this file with <script type="module" src=".../static/tidings-inbox.js"></script>.
 //
 // The token is a subscriber token from your backend (POST /v1/subscribers/{id}/token). Set the
-// `token` attribute again to renew it; the stream reconnects with the new one.
+// `token` attribute again to renew it (listen for the `tidings-token-expired` event); the stream
+// reconnects with the new one.
 
 const STYLE = `
   :host { position: relative; display: inline-block; font: 14px/1.4 system-ui, sans-serif; }
@@ -65,6 +66,11 @@ class TidingsInbox extends HTMLElement {
       const counts = JSON.parse(event.data);
       this.showCounts(counts);
       this.refresh();
+    });
+    // The token expired: the app sets a fresh one (the `token` attribute), which reconnects.
+    this._stream.addEventListener("expired", () => {
+      this.disconnect();
+      this.dispatchEvent(new CustomEvent("tidings-token-expired"));
     });
   }
 
