@@ -257,40 +257,48 @@ class ReceiptLookups:
 # -- the inbox queries both backends share, with the driver's placeholder (`?` or `%s`)
 
 INBOX_COUNTS = (
-    "SELECT SUM(CASE WHEN read_at IS NULL THEN 1 ELSE 0 END),"
-    " SUM(CASE WHEN seen_at IS NULL THEN 1 ELSE 0 END), COUNT(*)"
-    " FROM inbox WHERE recipient_id = %s AND archived_at IS NULL"
+    "SELECT (SELECT COUNT(*) FROM inbox WHERE recipient_id = %s AND archived_at IS NULL AND read_at IS NULL),"
+    " (SELECT COUNT(*) FROM inbox WHERE recipient_id = %s AND archived_at IS NULL AND seen_at IS NULL),"
+    " (SELECT COUNT(*) FROM inbox WHERE recipient_id = %s AND archived_at IS NULL)"
 )
+"""Three index-only counts (unread, unseen, total; partial indexes in version 4), each a
+parameter for the recipient id."""
+
+_NEWEST = "created_at DESC, delivery_id DESC"
 
 
-def inbox_order(order: InboxOrder) -> str:
-    newest = "created_at DESC, delivery_id DESC"
-    return newest if order is InboxOrder.newest else f"(read_at IS NOT NULL), {newest}"
+def inbox_segments(query: InboxQuery, placeholder: str) -> list[tuple[str, list[Any]]]:
+    """The WHERE clauses of one keyset page, each to run in turn (ordered newest first) until the
+    page is full.
 
-
-def inbox_conditions(query: InboxQuery, placeholder: str) -> tuple[str, list[Any]]:
-    """The WHERE clause of one keyset page: the rows after the cursor in the page's order."""
+    Newest first is one segment. Unread first is two: the unread messages, then the read ones;
+    each is a plain range scan of an index on (recipient, created_at, delivery_id), where one
+    query ordering by read state would sort every message of the recipient for every page.
+    """
     p = placeholder
-    conditions = [
-        f"recipient_id = {p}",
-        "archived_at IS NOT NULL" if query.archived else "archived_at IS NULL",
-    ]
-    params: list[Any] = [query.recipient_id]
+    base = [f"recipient_id = {p}", "archived_at IS NOT NULL" if query.archived else "archived_at IS NULL"]
+    base_params: list[Any] = [query.recipient_id]
     if query.category is not None:
-        conditions.append(f"category = {p}")
-        params.append(query.category)
+        base.append(f"category = {p}")
+        base_params.append(query.category)
     cursor = query.cursor
-    if cursor is not None:
-        older = f"(created_at < {p} OR (created_at = {p} AND delivery_id < {p}))"
-        older_params = [cursor.created_at, cursor.created_at, cursor.delivery_id]
-        if query.order is InboxOrder.newest:
-            conditions.append(older)
-            params += older_params
-        else:
-            read = "(read_at IS NOT NULL)"
-            conditions.append(f"({read} > {p} OR ({read} = {p} AND {older}))")
-            params += [cursor.read, cursor.read, *older_params]
-    return " AND ".join(conditions), params
+    older = f"(created_at < {p} OR (created_at = {p} AND delivery_id < {p}))"
+    older_params = [cursor.created_at, cursor.created_at, cursor.delivery_id] if cursor else []
+
+    def segment(extra: list[str], after_cursor: bool) -> tuple[str, list[Any]]:
+        conditions = [*base, *extra, *([older] if after_cursor else [])]
+        return " AND ".join(conditions), [*base_params, *(older_params if after_cursor else [])]
+
+    if query.order is InboxOrder.newest:
+        return [segment([], cursor is not None)]
+    segments = []
+    if cursor is None or not cursor.read:
+        segments.append(segment(["read_at IS NULL"], cursor is not None))
+    segments.append(segment(["read_at IS NOT NULL"], cursor is not None and cursor.read))
+    return segments
+
+
+INBOX_ORDER = _NEWEST
 
 
 def inbox_assignments(change: InboxStateChange, now: datetime, placeholder: str) -> tuple[str, list[Any]]:

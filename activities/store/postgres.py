@@ -346,22 +346,27 @@ class PostgresInbox:
         return await self._store.run(add, retry=False)
 
     async def query(self, query: InboxQuery) -> list[InboxMessage]:
-        where, params = common.inbox_conditions(query, "%s")
-        sql = (
-            f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE {where}"
-            f" ORDER BY {common.inbox_order(query.order)} LIMIT %s"
-        )
+        segments = common.inbox_segments(query, "%s")
 
         async def listing(conn: Connection) -> list[InboxMessage]:
+            rows: list[Any] = []
             async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(sql, [*params, query.limit])
-                return [InboxMessage.model_validate(r) for r in await cur.fetchall()]
+                for where, params in segments:
+                    await cur.execute(
+                        f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE {where}"
+                        f" ORDER BY {common.INBOX_ORDER} LIMIT %s",
+                        [*params, query.limit - len(rows)],
+                    )
+                    rows += await cur.fetchall()
+                    if len(rows) >= query.limit:
+                        break
+            return [InboxMessage.model_validate(r) for r in rows]
 
         return await self._store.run(listing)
 
     async def counts(self, recipient_id: str) -> InboxCounts:
         async def count(conn: Connection) -> InboxCounts:
-            cur = await conn.execute(common.INBOX_COUNTS, (recipient_id,))
+            cur = await conn.execute(common.INBOX_COUNTS, (recipient_id,) * 3)
             row = await cur.fetchone()
             unread, unseen, total = row if row else (0, 0, 0)
             return InboxCounts(unread=unread or 0, unseen=unseen or 0, total=total or 0)

@@ -107,9 +107,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         """
         ALTER TABLE inbox ADD COLUMN seen_at timestamptz;
         CREATE INDEX inbox_keyset ON inbox (recipient_id, created_at DESC, delivery_id DESC);
-        CREATE INDEX inbox_keyset_unread_first ON inbox
-            (recipient_id, (read_at IS NOT NULL), created_at DESC, delivery_id DESC)
-            WHERE archived_at IS NULL;
+        CREATE INDEX inbox_unread ON inbox (recipient_id, created_at DESC, delivery_id DESC)
+            WHERE read_at IS NULL AND archived_at IS NULL;
+        CREATE INDEX inbox_unseen ON inbox (recipient_id) WHERE seen_at IS NULL AND archived_at IS NULL;
         CREATE TABLE api_keys (
             id text PRIMARY KEY,
             name text NOT NULL,

@@ -133,6 +133,9 @@ CREATE INDEX late_receipts_by_provider_message ON late_receipts (provider_messag
 _V4_API = """
 ALTER TABLE inbox ADD COLUMN seen_at TEXT;
 CREATE INDEX inbox_keyset ON inbox (recipient_id, created_at DESC, delivery_id DESC);
+CREATE INDEX inbox_unread ON inbox (recipient_id, created_at DESC, delivery_id DESC)
+    WHERE read_at IS NULL AND archived_at IS NULL;
+CREATE INDEX inbox_unseen ON inbox (recipient_id) WHERE seen_at IS NULL AND archived_at IS NULL;
 CREATE TABLE api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -446,17 +449,22 @@ class SqliteInbox:
                     yield recipient_id
 
     async def query(self, query: InboxQuery) -> list[InboxMessage]:
-        where, params = common.inbox_conditions(query, "?")
-        order = common.inbox_order(query.order)
-        sql = f"{_INBOX_SELECT} WHERE {where} ORDER BY {order} LIMIT ?"
-        rows = await self._store.run(
-            lambda db: db.execute(sql, [*map(_value, params), query.limit]).fetchall()
-        )
-        return [_message(r, _INBOX_COLUMNS) for r in rows]
+        segments = common.inbox_segments(query, "?")
+
+        def page(db: sqlite3.Connection) -> list[Any]:
+            rows: list[Any] = []
+            for where, params in segments:
+                sql = f"{_INBOX_SELECT} WHERE {where} ORDER BY {common.INBOX_ORDER} LIMIT ?"
+                rows += db.execute(sql, [*map(_value, params), query.limit - len(rows)]).fetchall()
+                if len(rows) >= query.limit:
+                    break
+            return rows
+
+        return [_message(r, _INBOX_COLUMNS) for r in await self._store.run(page)]
 
     async def counts(self, recipient_id: str) -> InboxCounts:
         row = await self._store.run(
-            lambda db: db.execute(common.INBOX_COUNTS.replace("%s", "?"), (recipient_id,)).fetchone()
+            lambda db: db.execute(common.INBOX_COUNTS.replace("%s", "?"), (recipient_id,) * 3).fetchone()
         )
         return InboxCounts(unread=row[0] or 0, unseen=row[1] or 0, total=row[2] or 0)
 
