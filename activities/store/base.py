@@ -284,6 +284,10 @@ class Store(Protocol):
 
     async def set_preferences(self, recipient_id: str, preferences: Preferences) -> Recipient: ...
 
+    async def set_timezone(self, recipient_id: str, timezone: str) -> Recipient:
+        """Change the time zone only (the preference center), atomically like the other changes."""
+        ...
+
     async def add_device(self, recipient_id: str, device: Device) -> Recipient:
         """Add a device; one with the same id is replaced (and moves to the end)."""
         ...

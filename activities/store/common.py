@@ -117,6 +117,16 @@ def set_preferences(preferences: Preferences) -> Change:
     return change
 
 
+def set_timezone(timezone: str) -> Change:
+    def change(recipient: Recipient) -> bool:
+        if recipient.timezone == timezone:
+            return False
+        recipient.timezone = timezone
+        return True
+
+    return change
+
+
 def add_device(device: Device) -> Change:
     def change(recipient: Recipient) -> bool:
         if device.registered_at is None:
@@ -218,6 +228,9 @@ class SubscriberChanges:
 
     async def set_preferences(self, recipient_id: str, preferences: Preferences) -> Recipient:
         return (await self._modify(recipient_id, set_preferences(preferences)))[0]
+
+    async def set_timezone(self, recipient_id: str, timezone: str) -> Recipient:
+        return (await self._modify(recipient_id, set_timezone(timezone)))[0]
 
     async def add_device(self, recipient_id: str, device: Device) -> Recipient:
         return (await self._modify(recipient_id, add_device(device)))[0]

@@ -105,8 +105,7 @@ async def apply(ctx: ApiContext, recipient_id: str, update: PreferenceUpdate) ->
     check_opt_outs(ctx.settings, prefs)
     recipient = await ctx.store.set_preferences(recipient_id, prefs)
     if update.timezone is not None and update.timezone != recipient.timezone:
-        recipient = recipient.model_copy(update={"timezone": update.timezone})
-        await ctx.store.put(recipient)
+        recipient = await ctx.store.set_timezone(recipient_id, update.timezone)
     return recipient
 
 
