@@ -67,6 +67,7 @@ def create_app(
         allow_origins=list(api.allowed_origins),
         allow_methods=["GET", "POST", "PUT", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        expose_headers=["Retry-After"],
         allow_credentials=False,
         max_age=600,
     )
