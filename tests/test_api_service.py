@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -269,3 +270,15 @@ def test_api_key_cli(tmp_path: Path) -> None:
     assert json.loads(run("revoke", created["id"])) == {"id": created["id"], "revoked": True}
     assert "no unrevoked API key" in run("revoke", created["id"], code=2)
     assert "invalid choice" in run("create", "x", "--scope", "admin", code=2)
+
+
+def test_api_settings_boundary() -> None:
+    from tidings.settings import ApiSettings, SettingsError, load_settings
+
+    assert ApiSettings.model_validate({"subscriber_token_key": ""}).subscriber_token_key is None
+    with pytest.raises(SettingsError, match=r"api\.subscriber_token_key"):
+        load_settings(api={"subscriber_token_key": "short"})
+    with pytest.raises(SettingsError, match=r"api\.limit: unknown setting"):
+        load_settings(api={"limit": 3})
+    with pytest.raises(SettingsError, match=r"api\.rate_limit_per_second"):
+        load_settings(api={"rate_limit_per_second": 0})

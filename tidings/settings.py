@@ -222,6 +222,8 @@ class ApiSettings(Section):
     @field_validator("subscriber_token_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None  # set but empty (`${SUBSCRIBER_TOKEN_KEY:-}` in docker-compose): not configured
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("api.subscriber_token_key needs 32 characters or more")
         return value
