@@ -583,7 +583,7 @@ async def _run_services(
                 flush=True,
             )
             await _until_stopped(worker, stop, settings if demo else None, mail_dir)
-            print("stopping: worker, receiver, sandboxes, email sink, Temporal server", flush=True)
+            print("stopping: worker, API, receiver, sandboxes, email sink, Temporal server", flush=True)
             stop.set()
             await worker
         finally:

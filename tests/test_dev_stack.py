@@ -228,7 +228,7 @@ async def test_hangup_and_terminate_stop_every_child(tmp_path: Path, stop_signal
         rest, _ = await asyncio.wait_for(process.communicate(), 60)
     text = "".join(output) + rest.decode()
     assert process.returncode == 0, text
-    assert "stopping: worker, receiver, sandboxes, email sink, Temporal server" in text
+    assert "stopping: worker, API, receiver, sandboxes, email sink, Temporal server" in text
     assert not any(listening(p) for p in ports)
     # so the next start on the same ports and data comes up (rather than finding the old server)
     again = await start_dev(tmp_path, ports)
