@@ -27,11 +27,14 @@ from tidings.activities.store.base import (
     InboxStateChange,
     Store,
 )
+from tidings.api.app import context_of, create_app
 from tidings.api.keys import Scope
 from tidings.links import Purpose, expiring_token, sign_token
 from tidings.models import Phase
 from tidings.sandbox.asgi_server import UvicornServer
 from tidings.sandbox.smtp import SmtpSink
+from tidings.settings import Settings
+from tidings.starters.client import TidingsClient
 
 
 def message(
@@ -363,3 +366,41 @@ async def test_a_stream_ends_when_its_token_expires(served_api: UvicornServer) -
                 await asyncio.wait_for(anext(events), 5)
         again = await http.get("/v1/inbox/stream", params={"token": token})
         assert again.status_code == 401
+
+
+async def test_a_write_anywhere_reaches_a_stream_on_another_api_process(
+    store_opener: StoreOpener, api_settings: Settings, tidings: TidingsClient
+) -> None:
+    """Two API processes (each its own app and store object, as behind a load balancer) and a
+    worker's store object: a page streaming from API B sees a message the worker stores and a read
+    made through API A, within 2 s. PostgreSQL carries it by LISTEN/NOTIFY, SQLite by its triggers."""
+    worker, store_a, store_b = await store_opener(), await store_opener(), await store_opener()
+    app_a, app_b = create_app(api_settings, store_a, tidings), create_app(api_settings, store_b, tidings)
+    server_b = UvicornServer(app_b)
+    await server_b.start()
+    token = subscriber_token("roaming")
+    try:
+        async with (
+            httpx.AsyncClient(base_url=server_b.url, timeout=30) as on_b,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app_a), base_url="http://api-a") as on_a,
+        ):
+            async with on_b.stream("GET", "/v1/inbox/stream", params={"token": token}) as response:
+                events = sse_events(response)
+                assert (await anext(events))[1]["total"] == 0
+                await worker.inbox.add(message("roam-1", 1, recipient="roaming"))
+                assert (await asyncio.wait_for(anext(events), 2.5))[1] == {
+                    "unread": 1,
+                    "unseen": 1,
+                    "total": 1,
+                }
+                read = await on_a.post("/v1/inbox/messages/roam-1/seen", headers=bearer(token))
+                assert read.status_code == 200
+                assert (await asyncio.wait_for(anext(events), 2.5))[1] == {
+                    "unread": 1,
+                    "unseen": 0,
+                    "total": 1,
+                }
+    finally:
+        await context_of(app_a).hub.aclose()
+        await context_of(app_b).hub.aclose()
+        await server_b.stop()
