@@ -8,6 +8,7 @@ Retry-After as the next retry delay) and whose details tell the workflow which a
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from tidings.activities.providers.base import (
 from tidings.activities.providers.registry import SETTINGS_HINT
 from tidings.activities.rendering import InlineRenderer, RenderedMessage, RenderError
 from tidings.activities.store.base import SubscriberStore
-from tidings.links import click_url, event_token, unsubscribe_url
+from tidings.links import click_url, event_token, preferences_url, unsubscribe_url
 from tidings.models import Channel, Content, DeliveryInput, DeliveryResult, Recipient
 from tidings.telemetry import metrics
 from tidings.telemetry.logs import delivery_fields, scrub_personal
@@ -58,9 +59,12 @@ class LinkTracking:
     Each token is signed for its purpose (click, event, unsubscribe; see `tidings.links`), so a
     token lifted from one place is refused by every receiver route but its own."""
 
-    def __init__(self, public_url: str, key: bytes) -> None:
+    def __init__(self, public_url: str, key: bytes, preferences: tuple[str, timedelta] | None = None) -> None:
+        """`preferences` is (the API's public URL, the link lifetime): emails to stored subscribers
+        then end with a signed "Manage notification preferences" link to the preference center."""
         self._public_url = public_url
         self._key = key
+        self._preferences = preferences
 
     def apply(self, delivery: DeliveryInput, message: RenderedMessage) -> None:
         if message.url:
@@ -80,11 +84,28 @@ class LinkTracking:
                 "List-Unsubscribe": f"<{url}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             }
+        if delivery.destination.channel is Channel.email and self._preferences and delivery.recipient_stored:
+            self._add_preferences_footer(delivery, message, *self._preferences)
         if delivery.destination.channel is Channel.push:
             message.data = {
                 **message.data,
                 "tidings_token": event_token(self._key, delivery.workflow_id, delivery.delivery_id),
             }
+
+    def _add_preferences_footer(
+        self, delivery: DeliveryInput, message: RenderedMessage, api_url: str, ttl: timedelta
+    ) -> None:
+        url, _ = preferences_url(api_url, self._key, delivery.recipient.id, ttl)
+        if message.text is not None:
+            message.text = f"{message.text.rstrip()}\n\n--\n{PREFERENCES_LINK_TEXT}: {url}\n"
+        if message.html is not None:
+            anchor = f'<a href="{html.escape(url)}">{PREFERENCES_LINK_TEXT}</a>'
+            link = f'<p style="font-size:12px;color:#666">{anchor}</p>'
+            at = message.html.lower().rfind("</body>")
+            message.html = message.html[:at] + link + message.html[at:] if at >= 0 else message.html + link
+
+
+PREFERENCES_LINK_TEXT = "Manage notification preferences"
 
 
 class DeliveryActivities:

@@ -35,7 +35,7 @@ from tidings.activities.store.base import Store, UnknownRecipientError
 from tidings.activities.store.factory import open_store
 from tidings.models import Channel, Device, NotificationState, Phase, Preferences, QuietHours, Recipient
 from tidings.settings import Settings, SettingsError, load_settings
-from tidings.starters import codec_commands, inbox, store_commands, template_commands, vapid
+from tidings.starters import api_commands, codec_commands, inbox, store_commands, template_commands, vapid
 from tidings.starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
@@ -243,7 +243,13 @@ async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     except ModuleNotFoundError as exc:  # a dependency of the extra's own packages
         raise _dev_extra_error([exc.name or str(exc)]) from None
 
-    ports = DevPorts(temporal=args.port, ui=args.ui_port, smtp=args.smtp_port, receiver=args.receiver_port)
+    ports = DevPorts(
+        temporal=args.port,
+        ui=args.ui_port,
+        smtp=args.smtp_port,
+        receiver=args.receiver_port,
+        api=args.api_port,
+    )
     await run_dev(
         settings, data_dir=Path(args.data_dir), demo=args.demo, ports=ports, encrypt=not args.no_codec
     )
@@ -462,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--ui-port", type=port_number, default=8233, help="Temporal Web UI port (8233)")
     dev.add_argument("--smtp-port", type=port_number, default=1025, help="SMTP sink port (1025)")
     dev.add_argument("--receiver-port", type=port_number, default=8088, help="receiver port (8088)")
+    dev.add_argument("--api-port", type=port_number, default=8090, help="HTTP API port (8090)")
     dev.add_argument(
         "--no-codec",
         dest="no_codec",
@@ -518,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove_device.set_defaults(run=cmd_subscriber_remove_device)
 
     inbox.register(sub)
+    api_commands.register(sub)
     store_commands.register(sub)
     template_commands.register(sub)
     vapid.register(sub)

@@ -6,12 +6,14 @@ It starts, and stops cleanly on Ctrl-C:
 - a local SMTP sink that saves every email as an .eml file under `<data>/mail/`;
 - local FCM, APNs, Twilio and Slack stand-ins (sandbox/), so every channel can be tried without
   accounts, and the receipt receiver (Twilio callbacks, click tracking, app events);
+- the HTTP API (`tidings api`) with an inbox demo page (`/demo`, the `<tidings-inbox>` widget for
+  the demo subscriber `demo-user`);
 - the Tidings worker, using a SQLite subscriber store under the data folder.
 
 With `--demo` it also adds a demo subscriber and sends one notification, so a new user sees a
 delivered notification, its workflow in the Web UI and the email on disk.
 
-Every fixed port (Temporal, Web UI, SMTP sink, receiver) has a flag, and all of them are checked
+Every fixed port (Temporal, Web UI, SMTP sink, receiver, API) has a flag, and all of them are checked
 before anything starts: a port still held (say, by a stack left running in a closed terminal) is
 an error naming the port and its flag, never a second stack silently talking to the first one.
 SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) all stop every child the same way.
@@ -52,7 +54,8 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from tidings.activities.store.factory import open_store
-from tidings.codec import generate_key
+from tidings.api.app import context_of, create_app
+from tidings.codec import generate_key, recipient_hash_key
 from tidings.models import Recipient
 from tidings.receiver.app import Receiver
 from tidings.sandbox.apns import ApnsSandbox
@@ -64,12 +67,15 @@ from tidings.sandbox.smtp import SmtpSink
 from tidings.sandbox.twilio import TwilioSandbox
 from tidings.search_attributes import REGISTRATION
 from tidings.settings import ApnsSettings, FcmSettings, Settings
+from tidings.starters.client import TidingsClient
 from tidings.starters.codec_server import CodecServer, endpoint_url
 from tidings.workers.worker import connect, run_worker
 
 SERVER_START_TIMEOUT = 60.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CLI_SETTINGS_FILE = "tidings-dev.toml"
+DEMO_SUBSCRIBER = "demo-user"
+DEMO_RECIPIENT = Recipient(id=DEMO_SUBSCRIBER, name="Demo User", email="demo@tidings.localhost")
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class DevPorts:
     ui: int = 8233
     smtp: int = 1025
     receiver: int = 8088
+    api: int = 8090
 
     def by_flag(self) -> dict[str, tuple[int, str]]:
         return {
@@ -87,6 +94,7 @@ class DevPorts:
             "--ui-port": (self.ui, "Temporal Web UI"),
             "--smtp-port": (self.smtp, "SMTP sink"),
             "--receiver-port": (self.receiver, "receiver"),
+            "--api-port": (self.api, "HTTP API"),
         }
 
 
@@ -352,17 +360,25 @@ async def push_sandboxes(data_dir: Path) -> AsyncIterator[tuple[FcmSettings, Apn
         await apns.stop()
 
 
-@contextlib.asynccontextmanager
-async def messaging_sandboxes(data_dir: Path, receiver_port: int) -> AsyncIterator[dict[str, Any]]:
-    """Local Twilio and Slack stand-ins, and receiver settings; yields the settings updates.
-
-    The link-signing key is kept under `<data>/sandbox/` so tracked links survive a restart.
-    """
-    key_file = data_dir / "sandbox" / "link-signing.key"
+async def _kept_secret(key_file: Path) -> str:
+    """A random key made once and kept in `key_file`, so links and tokens survive a restart."""
     if not await asyncio.to_thread(key_file.exists):
         await asyncio.to_thread(key_file.parent.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(key_file.write_text, secrets.token_urlsafe(32))
-    link_key = (await asyncio.to_thread(key_file.read_text)).strip()
+    return (await asyncio.to_thread(key_file.read_text)).strip()
+
+
+@contextlib.asynccontextmanager
+async def messaging_sandboxes(
+    data_dir: Path, receiver_port: int, api_port: int = 8090
+) -> AsyncIterator[dict[str, Any]]:
+    """Local Twilio and Slack stand-ins, and receiver and API settings; yields the settings updates.
+
+    The link-signing and subscriber-token keys are kept under `<data>/sandbox/` so tracked links,
+    preference links and the demo page's tokens survive a restart.
+    """
+    link_key = await _kept_secret(data_dir / "sandbox" / "link-signing.key")
+    token_key = await _kept_secret(data_dir / "sandbox" / "subscriber-token.key")
     twilio = await TwilioSandbox("AC" + "0" * 32, secrets.token_hex(16)).start()
     slack = await SlackSandbox("xoxb-dev-" + secrets.token_hex(8)).start()
     try:
@@ -373,6 +389,8 @@ async def messaging_sandboxes(data_dir: Path, receiver_port: int) -> AsyncIterat
             "receiver": {"host": "127.0.0.1", "port": receiver_port,
                          "public_url": f"http://127.0.0.1:{receiver_port}", "link_signing_key": link_key},
             "slack_webhook_example": slack.webhook_url("T000/B000/dev"),
+            "api": {"host": "127.0.0.1", "port": api_port, "public_url": f"http://127.0.0.1:{api_port}",
+                    "subscriber_token_key": token_key},
         }  # fmt: skip
     finally:
         await twilio.stop()
@@ -411,14 +429,14 @@ async def send_demo(settings: Settings) -> None:
 
     store = await open_store(settings.store)
     try:
-        if await store.get("demo-user") is None:
-            await store.put(Recipient(id="demo-user", name="Demo User", email="demo@tidings.localhost"))
+        if await store.get(DEMO_SUBSCRIBER) is None:
+            await store.put(DEMO_RECIPIENT)
     finally:
         await store.aclose()
     client = await TidingsClient.connect(settings)
     [handle] = await client.send(
         {
-            "recipients": ["demo-user"],
+            "recipients": [DEMO_SUBSCRIBER],
             "channels": ["email"],
             "content": {"title": "Welcome to Tidings", "body": "Your first durable notification."},
             "category": "demo",
@@ -514,7 +532,7 @@ async def _run_services(
     async with (
         temporal_dev_server(data_dir, port, ui_port, codec_endpoint) as _server,
         push_sandboxes(data_dir) as push,
-        messaging_sandboxes(data_dir, ports.receiver) as messaging,
+        messaging_sandboxes(data_dir, ports.receiver, ports.api) as messaging,
     ):
         smtp.start()
         settings = dev_settings(settings, data_dir, port, smtp, push)
@@ -525,8 +543,23 @@ async def _run_services(
         receiver = UvicornServer(
             Receiver(settings, client, store.receipts, store).app(), port=settings.receiver.port
         )
+        if await store.get(DEMO_SUBSCRIBER) is None:
+            await store.put(DEMO_RECIPIENT)
+        api_app = create_app(
+            settings,
+            store,
+            TidingsClient(
+                client,
+                task_queue=settings.temporal.task_queue,
+                templates_dir=settings.templates.directory,
+                recipient_hash_key=recipient_hash_key(settings),
+            ),
+            demo_subscriber=DEMO_SUBSCRIBER,
+        )
+        api = UvicornServer(api_app, port=settings.api.port)
         try:
             await receiver.start()
+            await api.start()
             cli_settings = await asyncio.to_thread(write_cli_settings, settings, data_dir)
             worker = asyncio.create_task(run_worker(settings, stop))
             print(
@@ -541,6 +574,8 @@ async def _run_services(
                 f"  Slack sandbox:    incoming webhook {slack_example}\n"
                 f"  Receiver:         {settings.receiver.public_url} "
                 "(Twilio callbacks, /c/ clicks, /events)\n"
+                f"  HTTP API:         {settings.api.public_url}/docs; "
+                f"inbox demo: {settings.api.public_url}/demo\n"
                 f"  Payloads:         {_codec_line(settings, data_dir, codec_endpoint)}\n"
                 f"  CLI settings:     {cli_settings}; in another terminal:\n"
                 f"    export TIDINGS_SETTINGS={shlex.quote(str(cli_settings))}\n"
@@ -548,10 +583,12 @@ async def _run_services(
                 flush=True,
             )
             await _until_stopped(worker, stop, settings if demo else None, mail_dir)
-            print("stopping: worker, receiver, sandboxes, email sink, Temporal server", flush=True)
+            print("stopping: worker, API, receiver, sandboxes, email sink, Temporal server", flush=True)
             stop.set()
             await worker
         finally:
+            await context_of(api_app).hub.aclose()
+            await api.stop()
             await receiver.stop()
             await store.aclose()
             smtp.stop()

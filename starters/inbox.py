@@ -27,14 +27,19 @@ async def mark_read(
     message = await inbox.mark_read(delivery_id, read)
     if not read:
         return message, False
-    event = Engagement(kind=EngagementKind.read, delivery_id=delivery_id, at=datetime.now(UTC))
+    return message, await signal_read(client, message)
+
+
+async def signal_read(client: Client, message: InboxMessage) -> bool:
+    """Tell a message's notification it was read; False when the notification has finished."""
+    event = Engagement(kind=EngagementKind.read, delivery_id=message.delivery_id, at=datetime.now(UTC))
     try:
         await client.get_workflow_handle(message.workflow_id).signal("engagement", event)
     except RPCError as exc:
         if exc.status is not RPCStatusCode.NOT_FOUND:  # finished notifications answer NOT_FOUND
             raise
-        return message, False
-    return message, True
+        return False
+    return True
 
 
 def _print(value: object) -> None:

@@ -45,7 +45,7 @@ hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI") == "true":
     hypothesis_settings.load_profile("ci")
 
-pytest_plugins = ["tests.push_fixtures", "tests.postgres_fixture"]
+pytest_plugins = ["tests.push_fixtures", "tests.postgres_fixture", "tests.api_support"]
 
 BIN_DIR = Path(sys.executable).parent
 TEMPORAL_CLI = BIN_DIR / "temporal"

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import BIN_DIR
@@ -25,7 +26,7 @@ from tests.test_codec_server import payload_texts
 
 pytestmark = pytest.mark.e2e
 
-PORT_FLAGS = ("--port", "--ui-port", "--smtp-port", "--receiver-port")
+PORT_FLAGS = ("--port", "--ui-port", "--smtp-port", "--receiver-port", "--api-port")
 
 
 async def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -93,8 +94,8 @@ async def read_until(process: asyncio.subprocess.Process, marker: str, output: l
 
 
 async def test_dev_stack_delivers_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
-    ports = free_ports(4)
-    port, ui_port, smtp_port, receiver_port = ports
+    ports = free_ports(5)
+    port, ui_port, smtp_port, receiver_port, api_port = ports
     process = await start_dev(tmp_path, ports, "--demo")
     output: list[str] = []
     try:
@@ -109,6 +110,16 @@ async def test_dev_stack_delivers_the_demo_and_stops_cleanly(tmp_path: Path) -> 
         )
         assert code == 0, out
         assert json.loads(out)["result"]["phase"] == "delivered"
+        # the HTTP API's demo page: the inbox widget for the demo subscriber, with a token
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as http:
+            demo_page = await http.get("/demo")
+            assert demo_page.status_code == 200 and "<tidings-inbox" in demo_page.text
+            [subscriber_token] = re.findall(r'token="([^"]+)"', demo_page.text)
+            counts = await http.get(
+                "/v1/inbox/counts", headers={"Authorization": f"Bearer {subscriber_token}"}
+            )
+            assert counts.status_code == 200 and counts.json()["total"] == 0
+            assert (await http.get("/static/tidings-inbox.js")).status_code == 200
         # push through the dev stack's local FCM and APNs sandbox, with the CLI a user would use
         devices = [
             ["pixel", "--platform", "fcm", "--token", "any-fcm-token"],
@@ -158,6 +169,7 @@ async def test_dev_stack_delivers_the_demo_and_stops_cleanly(tmp_path: Path) -> 
     assert f"http://127.0.0.1:{ui_port}/namespaces/default/workflows" in text
     assert ": delivered" in text
     assert f"Receiver:         http://127.0.0.1:{receiver_port}" in text
+    assert f"inbox demo: http://127.0.0.1:{api_port}/demo" in text
     assert f"SMTP on 127.0.0.1:{smtp_port}" in text
     assert f"Temporal server:  127.0.0.1:{port}" in text
     demo, through_cli = sorted((tmp_path / "data" / "mail").glob("*.eml"))
@@ -172,7 +184,7 @@ async def test_dev_stack_delivers_the_demo_and_stops_cleanly(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("flag", PORT_FLAGS)
 async def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path, flag: str) -> None:
-    ports = free_ports(4)
+    ports = free_ports(5)
     taken = ports[PORT_FLAGS.index(flag)]
     with socket.socket() as held:  # as a stack left running in a closed terminal would hold it
         held.bind(("127.0.0.1", taken))
@@ -189,7 +201,7 @@ async def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path, f
 
 async def test_two_flags_naming_one_port_are_refused(tmp_path: Path) -> None:
     port, ui_port, smtp_port = free_ports(3)
-    process = await start_dev(tmp_path, [port, ui_port, smtp_port, smtp_port])
+    process = await start_dev(tmp_path, [port, ui_port, smtp_port, smtp_port, free_ports(1)[0]])
     out, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
     assert f"--smtp-port and --receiver-port both name port {smtp_port}" in out.decode()
@@ -205,7 +217,7 @@ def test_a_bad_port_flag_is_a_usage_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("stop_signal", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
 async def test_hangup_and_terminate_stop_every_child(tmp_path: Path, stop_signal: signal.Signals) -> None:
     """SIGHUP (the terminal closed) and SIGTERM stop the stack as Ctrl-C does: every port freed."""
-    ports = free_ports(4)
+    ports = free_ports(5)
     process = await start_dev(tmp_path, ports)
     output: list[str] = []
     try:
@@ -216,7 +228,7 @@ async def test_hangup_and_terminate_stop_every_child(tmp_path: Path, stop_signal
         rest, _ = await asyncio.wait_for(process.communicate(), 60)
     text = "".join(output) + rest.decode()
     assert process.returncode == 0, text
-    assert "stopping: worker, receiver, sandboxes, email sink, Temporal server" in text
+    assert "stopping: worker, API, receiver, sandboxes, email sink, Temporal server" in text
     assert not any(listening(p) for p in ports)
     # so the next start on the same ports and data comes up (rather than finding the old server)
     again = await start_dev(tmp_path, ports)
@@ -249,7 +261,7 @@ sys.exit(main(sys.argv[1:]))
 def test_dev_without_the_dev_extra_names_the_install_command(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", BLOCK_DEV_EXTRA, "dev", "--data-dir", str(tmp_path / "data"),
-         *port_flags(free_ports(4))],
+         *port_flags(free_ports(5))],
         capture_output=True, text=True, timeout=60, env=clean_env(), cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr

@@ -9,6 +9,9 @@ Every token is bound to one purpose (`p` inside the signed payload: `click`, `ev
 without the purpose a click token taken from an email could be posted to `/events` as an "opened"
 report, or be mistaken for an unsubscribe link.
 
+The HTTP API's subscriber tokens and preference-center links use the same format with purposes
+of their own (`subscriber`, `preferences`) and an expiry (`x`, Unix seconds) inside the signed part.
+
 Tokens signed before purposes existed carry no `p`. They are still in emails and pushes already
 sent (an unsubscribe link must keep working for as long as the message is read), so they are
 accepted when their keys are exactly the legacy shape of that purpose: `{w, d, u}` for a click,
@@ -23,6 +26,8 @@ import base64
 import hashlib
 import hmac
 import json
+import time
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
@@ -38,6 +43,10 @@ class Purpose(StrEnum):
     click = "click"
     event = "event"
     unsubscribe = "unsubscribe"
+    subscriber = "subscriber"
+    """A subscriber's inbox session in the HTTP API (`tidings.api.subscriber_auth`); expires."""
+    preferences = "preferences"
+    """A link to a subscriber's preference center (emails' footer); expires."""
 
 
 _LEGACY_SHAPES: dict[Purpose, frozenset[str]] = {
@@ -81,7 +90,7 @@ def verify_token(key: bytes, token: str, purpose: Purpose) -> dict[str, Any]:
     if "p" in payload:
         if payload["p"] != purpose.value:
             raise InvalidToken("token made for another purpose")
-    elif set(payload) != _LEGACY_SHAPES[purpose]:
+    elif purpose not in _LEGACY_SHAPES or set(payload) != _LEGACY_SHAPES[purpose]:
         raise InvalidToken("token made for another purpose")
     return payload
 
@@ -98,3 +107,33 @@ def event_token(key: bytes, workflow_id: str, delivery_id: str) -> str:
 def unsubscribe_url(public_url: str, key: bytes, recipient_id: str, category: str) -> str:
     token = sign_token(key, Purpose.unsubscribe, {"r": recipient_id, "c": category})
     return f"{public_url.rstrip('/')}/u/{token}"
+
+
+def expiring_token(key: bytes, purpose: Purpose, recipient_id: str, ttl: timedelta) -> tuple[str, datetime]:
+    """A token naming one subscriber, valid for `ttl`: `{"r": id, "x": expiry in Unix seconds}`."""
+    expires = int(time.time() + ttl.total_seconds())
+    return sign_token(key, purpose, {"r": recipient_id, "x": expires}), datetime.fromtimestamp(expires, UTC)
+
+
+def verify_expiring(key: bytes, token: str, purpose: Purpose) -> str | None:
+    """The subscriber id of a good, unexpired token made for `purpose`; None for anything else."""
+    verified = verify_expiring_until(key, token, purpose)
+    return verified[0] if verified else None
+
+
+def verify_expiring_until(key: bytes, token: str, purpose: Purpose) -> tuple[str, float] | None:
+    """(subscriber id, expiry in Unix seconds) of a good, unexpired token made for `purpose`."""
+    try:
+        payload = verify_token(key, token, purpose)
+    except InvalidToken:
+        return None
+    recipient_id, expires = payload.get("r"), payload.get("x")
+    if not isinstance(recipient_id, str) or type(expires) is not int or expires <= time.time():
+        return None
+    return recipient_id, float(expires)
+
+
+def preferences_url(public_url: str, key: bytes, recipient_id: str, ttl: timedelta) -> tuple[str, datetime]:
+    """The signed link to a subscriber's preference center (the API's `/preferences/<token>`)."""
+    token, expires = expiring_token(key, Purpose.preferences, recipient_id, ttl)
+    return f"{public_url.rstrip('/')}/preferences/{token}", expires

@@ -191,6 +191,45 @@ class ReceiverSettings(Section):
     link_signing_key: SecretStr | None = None
 
 
+class ApiSettings(Section):
+    """`tidings api`: the HTTP API for services (API keys) and for recipients' apps and browsers
+    (subscriber tokens, the inbox, live updates, the preference center). See `tidings/api/`."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=1, le=65535)
+    public_url: str = Field(
+        default="http://127.0.0.1:8090", description="how browsers reach the API (preference links)"
+    )
+    subscriber_token_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of subscriber tokens (32+ characters); apps' backends may hold it too",
+    )
+    subscriber_token_ttl: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
+    preference_link_ttl: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="origins allowed to call the API from browsers (CORS)"
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    rate_limit_per_second: float = Field(default=50.0, gt=0, description="per API key, per API process")
+    rate_limit_burst: int = Field(default=100, ge=1)
+    critical_categories: list[str] = Field(
+        default_factory=list, description="categories recipients cannot opt out of"
+    )
+    preference_categories: list[str] = Field(
+        default_factory=list,
+        description="the categories the preference center offers (besides critical ones)",
+    )
+
+    @field_validator("subscriber_token_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None  # set but empty (`${SUBSCRIBER_TOKEN_KEY:-}` in docker-compose): not configured
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("api.subscriber_token_key needs 32 characters or more")
+        return value
+
+
 class CodecSettings(Section):
     """Payload encryption (see tidings/codec.py): off unless `enabled`.
 
@@ -408,6 +447,7 @@ class Settings(BaseSettings):
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     templates: TemplateSettings = Field(default_factory=TemplateSettings)
     codec: CodecSettings = Field(default_factory=CodecSettings)
     codec_server: CodecServerSettings = Field(default_factory=CodecServerSettings)

@@ -90,7 +90,12 @@ def build_worker(
 ) -> Worker:
     providers = providers if providers is not None else build_providers(settings, store)
     key = settings.receiver.link_signing_key
-    links = LinkTracking(settings.receiver.public_url, key.get_secret_value().encode()) if key else None
+    preferences = (settings.api.public_url, settings.api.preference_link_ttl)
+    links = (
+        LinkTracking(settings.receiver.public_url, key.get_secret_value().encode(), preferences)
+        if key
+        else None
+    )
     delivery = DeliveryActivities(
         providers,
         renderer or default_renderer(settings),

@@ -16,11 +16,14 @@ changes to one subscriber (a device added while another is deactivated) never lo
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
 
@@ -55,6 +58,7 @@ class InboxMessage(BaseModel):
     created_at: datetime
     read_at: datetime | None = None
     archived_at: datetime | None = None
+    seen_at: datetime | None = None
 
 
 class LateReceipt(BaseModel):
@@ -71,6 +75,74 @@ InboxMessages = list[InboxMessage]
 def check_page(page: int, page_size: int) -> None:
     if page < 1 or not 1 <= page_size <= 200:
         raise ValueError("page starts at 1 and page_size is 1-200")
+
+
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+"""Text a query may compare with: no control characters (PostgreSQL text cannot hold NUL)."""
+
+
+class InboxOrder(StrEnum):
+    unread_first = "unread_first"
+    newest = "newest"
+
+
+class InvalidCursorError(ValueError):
+    pass
+
+
+class InboxCursor(BaseModel):
+    """Where a keyset page ends: the sort key of its last message (opaque to clients)."""
+
+    read: bool
+    created_at: AwareDatetime
+    delivery_id: str = Field(max_length=300, pattern=PRINTABLE)
+
+    def encode(self) -> str:
+        raw = json.dumps([self.read, self.created_at.isoformat(), self.delivery_id]).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, text: str) -> InboxCursor:
+        try:
+            read, created_at, delivery_id = json.loads(
+                base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            )
+            return cls(read=read, created_at=created_at, delivery_id=delivery_id)
+        except (ValueError, TypeError, UnicodeError, RecursionError) as exc:
+            raise InvalidCursorError("not a cursor this API gave out") from exc
+
+    @classmethod
+    def after(cls, message: InboxMessage) -> InboxCursor:
+        return cls(
+            read=message.read_at is not None, created_at=message.created_at, delivery_id=message.delivery_id
+        )
+
+
+class InboxQuery(BaseModel):
+    """One page of a recipient's inbox, by keyset: stable under inserts, no OFFSET scans."""
+
+    recipient_id: str
+    order: InboxOrder = InboxOrder.unread_first
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: InboxCursor | None = None
+    category: str | None = None
+    archived: bool = False
+
+
+class InboxCounts(BaseModel):
+    """Counts over the messages not archived."""
+
+    unread: int
+    unseen: int
+    total: int
+
+
+class InboxStateChange(BaseModel):
+    """What to change on one message; None leaves that part as it is."""
+
+    read: bool | None = None
+    seen: bool | None = None
+    archived: bool | None = None
 
 
 class InboxStore(Protocol):
@@ -93,12 +165,71 @@ class InboxStore(Protocol):
 
     async def unread_count(self, recipient_id: str) -> int: ...
 
+    async def query(self, query: InboxQuery) -> InboxMessages:
+        """One keyset page; the next page starts after `InboxCursor.after(last message)`."""
+        ...
+
+    async def counts(self, recipient_id: str) -> InboxCounts: ...
+
+    async def change(
+        self, recipient_id: str, delivery_id: str, change: InboxStateChange
+    ) -> InboxMessage | None:
+        """Change one of this recipient's messages; None when the recipient has no such message
+        (another recipient's message is not found either)."""
+        ...
+
+    async def read_all(self, recipient_id: str) -> InboxMessages:
+        """Mark every unread, unarchived message read (and seen); returns those it changed."""
+        ...
+
+    def changes(self) -> AsyncIterator[str]:
+        """The recipient ids whose inbox changed, as they change (live updates).
+
+        PostgreSQL: changes made by any process, carried by LISTEN/NOTIFY on `INBOX_CHANNEL`.
+        SQLite: changes made by any process on this machine, recorded by triggers in
+        `inbox_changes` and polled every 0.2 s. An empty string comes first
+        once listening, and again after a reconnection: anything may have changed before it.
+        """
+        ...
+
     def export(self, batch_size: int = 500) -> AsyncIterator[InboxMessages]:
         """Every message, in batches (for `tidings store copy`)."""
         ...
 
     async def import_messages(self, messages: InboxMessages) -> None:
         """Store messages as they are, read and archive state included (for `tidings store copy`)."""
+        ...
+
+
+INBOX_CHANNEL = "tidings_inbox"
+"""The PostgreSQL NOTIFY channel of inbox changes; the payload is the recipient id."""
+
+
+class ApiKeyRecord(BaseModel):
+    """An API key as stored: its public id, a SHA-256 of its secret part, never the secret."""
+
+    id: str
+    name: str
+    secret_sha256: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class ApiKeyStore(Protocol):
+    async def create(self, key: ApiKeyRecord) -> None: ...
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    async def list(self) -> list[ApiKeyRecord]: ...
+
+    async def revoke(self, key_id: str) -> bool:
+        """True when the key existed and was not revoked yet."""
+        ...
+
+    async def touch(self, key_id: str, at: datetime) -> None:
+        """Record a use (callers throttle this: it is a write)."""
         ...
 
 
@@ -140,6 +271,9 @@ class Store(Protocol):
     @property
     def receipts(self) -> ReceiptLog: ...
 
+    @property
+    def api_keys(self) -> ApiKeyStore: ...
+
     async def get(self, recipient_id: str) -> Recipient | None:
         """The recipient with devices and preferences: one database round trip."""
         ...
@@ -149,6 +283,10 @@ class Store(Protocol):
     async def delete(self, recipient_id: str) -> bool: ...
 
     async def set_preferences(self, recipient_id: str, preferences: Preferences) -> Recipient: ...
+
+    async def set_timezone(self, recipient_id: str, timezone: str) -> Recipient:
+        """Change the time zone only (the preference center), atomically like the other changes."""
+        ...
 
     async def add_device(self, recipient_id: str, device: Device) -> Recipient:
         """Add a device; one with the same id is replaced (and moves to the end)."""

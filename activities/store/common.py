@@ -16,7 +16,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, time
 from typing import Any
 
-from tidings.activities.store.base import LateReceipt, UnknownRecipientError
+from tidings.activities.store.base import (
+    InboxOrder,
+    InboxQuery,
+    InboxStateChange,
+    LateReceipt,
+    UnknownRecipientError,
+)
 from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
 from tidings.redaction import redact_address
 
@@ -106,6 +112,16 @@ def apply(recipient_id: str, recipient: Recipient | None, change: Change) -> tup
 def set_preferences(preferences: Preferences) -> Change:
     def change(recipient: Recipient) -> bool:
         recipient.preferences = preferences
+        return True
+
+    return change
+
+
+def set_timezone(timezone: str) -> Change:
+    def change(recipient: Recipient) -> bool:
+        if recipient.timezone == timezone:
+            return False
+        recipient.timezone = timezone
         return True
 
     return change
@@ -213,6 +229,9 @@ class SubscriberChanges:
     async def set_preferences(self, recipient_id: str, preferences: Preferences) -> Recipient:
         return (await self._modify(recipient_id, set_preferences(preferences)))[0]
 
+    async def set_timezone(self, recipient_id: str, timezone: str) -> Recipient:
+        return (await self._modify(recipient_id, set_timezone(timezone)))[0]
+
     async def add_device(self, recipient_id: str, device: Device) -> Recipient:
         return (await self._modify(recipient_id, add_device(device)))[0]
 
@@ -246,3 +265,67 @@ class ReceiptLookups:
 
     async def by_provider_message(self, provider_message_id: str) -> list[LateReceipt]:
         return await self._select("provider_message_id", provider_message_id)
+
+
+# -- the inbox queries both backends share, with the driver's placeholder (`?` or `%s`)
+
+INBOX_COUNTS = (
+    "SELECT (SELECT COUNT(*) FROM inbox WHERE recipient_id = %s AND archived_at IS NULL AND read_at IS NULL),"
+    " (SELECT COUNT(*) FROM inbox WHERE recipient_id = %s AND archived_at IS NULL AND seen_at IS NULL),"
+    " (SELECT COUNT(*) FROM inbox WHERE recipient_id = %s AND archived_at IS NULL)"
+)
+"""Three index-only counts (unread, unseen, total; partial indexes in version 4), each a
+parameter for the recipient id."""
+
+_NEWEST = "created_at DESC, delivery_id DESC"
+
+
+def inbox_segments(query: InboxQuery, placeholder: str) -> list[tuple[str, list[Any]]]:
+    """The WHERE clauses of one keyset page, each to run in turn (ordered newest first) until the
+    page is full.
+
+    Newest first is one segment. Unread first is two: the unread messages, then the read ones;
+    each is a plain range scan of an index on (recipient, created_at, delivery_id), where one
+    query ordering by read state would sort every message of the recipient for every page.
+    """
+    p = placeholder
+    base = [f"recipient_id = {p}", "archived_at IS NOT NULL" if query.archived else "archived_at IS NULL"]
+    base_params: list[Any] = [query.recipient_id]
+    if query.category is not None:
+        base.append(f"category = {p}")
+        base_params.append(query.category)
+    cursor = query.cursor
+    older = f"(created_at < {p} OR (created_at = {p} AND delivery_id < {p}))"
+    older_params = [cursor.created_at, cursor.created_at, cursor.delivery_id] if cursor else []
+
+    def segment(extra: list[str], after_cursor: bool) -> tuple[str, list[Any]]:
+        conditions = [*base, *extra, *([older] if after_cursor else [])]
+        return " AND ".join(conditions), [*base_params, *(older_params if after_cursor else [])]
+
+    if query.order is InboxOrder.newest:
+        return [segment([], cursor is not None)]
+    segments = []
+    if cursor is None or not cursor.read:
+        segments.append(segment(["read_at IS NULL"], cursor is not None))
+    segments.append(segment(["read_at IS NOT NULL"], cursor is not None and cursor.read))
+    return segments
+
+
+INBOX_ORDER = _NEWEST
+
+
+def inbox_assignments(change: InboxStateChange, now: datetime, placeholder: str) -> tuple[str, list[Any]]:
+    """The SET clause for a state change. Setting keeps an earlier time (read twice is read once);
+    reading a message also sees it."""
+    parts: list[str] = []
+    params: list[Any] = []
+    seen = True if change.read else change.seen
+    for column, value in (("read_at", change.read), ("seen_at", seen), ("archived_at", change.archived)):
+        if value is None:
+            continue
+        if value:
+            parts.append(f"{column} = COALESCE({column}, {placeholder})")
+            params.append(now)
+        else:
+            parts.append(f"{column} = NULL")
+    return ", ".join(parts), params

@@ -19,6 +19,7 @@ background after the server restarts, and server-side prepared statements after 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -32,8 +33,13 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tidings.activities.store import common
 from tidings.activities.store.base import (
+    INBOX_CHANNEL,
+    ApiKeyRecord,
+    InboxCounts,
     InboxMessage,
     InboxMessages,
+    InboxQuery,
+    InboxStateChange,
     LateReceipt,
     StoreSchemaError,
     StoreUnavailableError,
@@ -77,6 +83,7 @@ _JSON_COLUMNS = {
     "opted_out_category_channels",
     "subscription",
     "data",
+    "scopes",
 }
 
 
@@ -113,6 +120,7 @@ class PostgresStore(common.SubscriberChanges):
     ) -> None:
         """Not connected yet: use `await PostgresStore.open(...)`."""
         self.where = describe_dsn(dsn)
+        self._dsn = dsn
         self._secrets = [s for s in (dsn, str(conninfo_to_dict(dsn).get("password") or "")) if s]
         self._timeout = timeout
         self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
@@ -126,6 +134,7 @@ class PostgresStore(common.SubscriberChanges):
         )
         self.inbox = PostgresInbox(self)
         self.receipts = PostgresReceiptLog(self)
+        self.api_keys = PostgresApiKeys(self)
 
     @classmethod
     async def open(
@@ -310,13 +319,19 @@ async def _write_recipient(conn: Connection, recipient: Recipient) -> None:
 
 _INBOX_COLUMNS = (
     "delivery_id, recipient_id, notification_id, workflow_id, category, title, body, url, data,"
-    " created_at, read_at, archived_at"
+    " created_at, read_at, archived_at, seen_at"
 )
 _INBOX_INSERT = (
     f"INSERT INTO inbox ({_INBOX_COLUMNS}) VALUES (%(delivery_id)s, %(recipient_id)s, %(notification_id)s,"
     " %(workflow_id)s, %(category)s, %(title)s, %(body)s, %(url)s, %(data)s, %(created_at)s, %(read_at)s,"
-    " %(archived_at)s) ON CONFLICT (delivery_id) DO NOTHING"
+    " %(archived_at)s, %(seen_at)s) ON CONFLICT (delivery_id) DO NOTHING"
 )
+# A new message tells every listening API process, in the same statement (so at its commit).
+_INBOX_ADD = (
+    f"WITH added AS ({_INBOX_INSERT} RETURNING recipient_id)"
+    f" SELECT pg_notify('{INBOX_CHANNEL}', recipient_id) FROM added"
+)
+_NOTIFY = f"SELECT pg_notify('{INBOX_CHANNEL}', %s)"
 
 
 class PostgresInbox:
@@ -325,10 +340,103 @@ class PostgresInbox:
 
     async def add(self, message: InboxMessage) -> bool:
         async def add(conn: Connection) -> bool:
-            cur = await conn.execute(_INBOX_INSERT, _params(message.model_dump()))
+            cur = await conn.execute(_INBOX_ADD, _params(message.model_dump()))
             return cur.rowcount > 0
 
         return await self._store.run(add, retry=False)
+
+    async def query(self, query: InboxQuery) -> list[InboxMessage]:
+        segments = common.inbox_segments(query, "%s")
+
+        async def listing(conn: Connection) -> list[InboxMessage]:
+            rows: list[Any] = []
+            async with conn.cursor(row_factory=dict_row) as cur:
+                for where, params in segments:
+                    await cur.execute(
+                        f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE {where}"
+                        f" ORDER BY {common.INBOX_ORDER} LIMIT %s",
+                        [*params, query.limit - len(rows)],
+                    )
+                    rows += await cur.fetchall()
+                    if len(rows) >= query.limit:
+                        break
+            return [InboxMessage.model_validate(r) for r in rows]
+
+        return await self._store.run(listing)
+
+    async def counts(self, recipient_id: str) -> InboxCounts:
+        async def count(conn: Connection) -> InboxCounts:
+            cur = await conn.execute(common.INBOX_COUNTS, (recipient_id,) * 3)
+            row = await cur.fetchone()
+            unread, unseen, total = row if row else (0, 0, 0)
+            return InboxCounts(unread=unread or 0, unseen=unseen or 0, total=total or 0)
+
+        return await self._store.run(count)
+
+    async def change(
+        self, recipient_id: str, delivery_id: str, change: InboxStateChange
+    ) -> InboxMessage | None:
+        assignments, params = common.inbox_assignments(change, datetime.now(UTC), "%s")
+        key = (delivery_id, recipient_id)
+
+        async def update(conn: Connection) -> InboxMessage | None:
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                if assignments:
+                    await cur.execute(
+                        f"UPDATE inbox SET {assignments} WHERE delivery_id = %s AND recipient_id = %s"
+                        f" RETURNING {_INBOX_COLUMNS}",
+                        [*params, *key],
+                    )
+                else:
+                    await cur.execute(
+                        f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE delivery_id = %s AND recipient_id = %s",
+                        key,
+                    )
+                row = await cur.fetchone()
+                if row is not None and assignments:
+                    await cur.execute(_NOTIFY, (recipient_id,))
+            return InboxMessage.model_validate(row) if row else None
+
+        return await self._store.run(update)
+
+    async def read_all(self, recipient_id: str) -> list[InboxMessage]:
+        async def update(conn: Connection) -> list[InboxMessage]:
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    "UPDATE inbox SET read_at = now(), seen_at = COALESCE(seen_at, now())"
+                    " WHERE recipient_id = %s AND read_at IS NULL AND archived_at IS NULL"
+                    f" RETURNING {_INBOX_COLUMNS}",
+                    (recipient_id,),
+                )
+                rows = await cur.fetchall()
+                if rows:
+                    await cur.execute(_NOTIFY, (recipient_id,))
+            return [InboxMessage.model_validate(r) for r in rows]
+
+        return await self._store.run(update)
+
+    async def changes(self) -> AsyncIterator[str]:
+        """LISTEN on a connection of its own (not the pool's): NOTIFYs from every process.
+
+        When the connection breaks it reconnects (after a pause); changes made meanwhile are not
+        replayed, so a consumer re-reads state when it resumes (SSE clients reconnect and do)."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._store._dsn, autocommit=True)
+            except psycopg.OperationalError as exc:
+                log.warning("inbox listener cannot connect: %s", self._store._unavailable(exc))
+                await asyncio.sleep(2)
+                continue
+            try:
+                await conn.execute(f"LISTEN {INBOX_CHANNEL}")
+                yield ""  # listening
+                async for notify in conn.notifies():
+                    yield notify.payload
+            except psycopg.OperationalError as exc:
+                log.warning("inbox listener lost its connection: %s", self._store._unavailable(exc))
+                await asyncio.sleep(1)
+            finally:
+                await conn.close()
 
     async def list(
         self, recipient_id: str, *, page: int = 1, page_size: int = 20, include_archived: bool = False
@@ -415,7 +523,58 @@ class PostgresInbox:
         message = await self._store.run(update)
         if message is None:
             raise LookupError(f"no inbox message with delivery id {delivery_id!r}")
+        await self._store.run(lambda conn: conn.execute(_NOTIFY, (message.recipient_id,)))
         return message
+
+
+_API_KEY_COLUMNS = "id, name, secret_sha256, scopes, created_at, revoked_at, last_used_at"
+
+
+class PostgresApiKeys:
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def create(self, key: ApiKeyRecord) -> None:
+        row = _params(key.model_dump())
+
+        async def insert(conn: Connection) -> None:
+            await conn.execute(
+                f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES (%(id)s, %(name)s, %(secret_sha256)s,"
+                " %(scopes)s, %(created_at)s, %(revoked_at)s, %(last_used_at)s)",
+                row,
+            )
+
+        await self._store.run(insert, retry=False)
+
+    async def _select(self, where: str, params: tuple[Any, ...]) -> list[ApiKeyRecord]:
+        async def select(conn: Connection) -> list[ApiKeyRecord]:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(f"SELECT {_API_KEY_COLUMNS} FROM api_keys {where}", params)
+                return [ApiKeyRecord.model_validate(r) for r in await cur.fetchall()]
+
+        return await self._store.run(select)
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        found = await self._select("WHERE id = %s", (key_id,))
+        return found[0] if found else None
+
+    async def list(self) -> list[ApiKeyRecord]:
+        return await self._select("ORDER BY created_at, id", ())
+
+    async def revoke(self, key_id: str) -> bool:
+        async def revoke(conn: Connection) -> bool:
+            cur = await conn.execute(
+                "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (key_id,)
+            )
+            return cur.rowcount > 0
+
+        return await self._store.run(revoke)
+
+    async def touch(self, key_id: str, at: datetime) -> None:
+        async def touch(conn: Connection) -> None:
+            await conn.execute("UPDATE api_keys SET last_used_at = %s WHERE id = %s", (at, key_id))
+
+        await self._store.run(touch)
 
 
 _RECEIPT_COLUMNS = "workflow_id, delivery_id, provider_message_id, status, error_code, at, stored_at"

@@ -100,6 +100,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX late_receipts_by_provider_message ON late_receipts (provider_message_id);
         """,
     ),
+    # Version 3 is reserved for another feature; migrations apply by version, so a gap is fine.
+    Migration(
+        4,
+        "the HTTP API: inbox seen state and keyset indexes, API keys",
+        """
+        ALTER TABLE inbox ADD COLUMN seen_at timestamptz;
+        CREATE INDEX inbox_keyset ON inbox (recipient_id, created_at DESC, delivery_id DESC);
+        CREATE INDEX inbox_unread ON inbox (recipient_id, created_at DESC, delivery_id DESC)
+            WHERE read_at IS NULL AND archived_at IS NULL;
+        CREATE INDEX inbox_unseen ON inbox (recipient_id) WHERE seen_at IS NULL AND archived_at IS NULL;
+        CREATE TABLE api_keys (
+            id text PRIMARY KEY,
+            name text NOT NULL,
+            secret_sha256 text NOT NULL,
+            scopes jsonb NOT NULL,
+            created_at timestamptz NOT NULL,
+            revoked_at timestamptz,
+            last_used_at timestamptz
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

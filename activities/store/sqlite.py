@@ -23,8 +23,12 @@ from typing import Any, TypeVar
 
 from tidings.activities.store import common
 from tidings.activities.store.base import (
+    ApiKeyRecord,
+    InboxCounts,
     InboxMessage,
     InboxMessages,
+    InboxQuery,
+    InboxStateChange,
     LateReceipt,
     StoreSchemaError,
     check_page,
@@ -126,6 +130,34 @@ CREATE INDEX late_receipts_by_provider_message ON late_receipts (provider_messag
 """
 
 
+_V4_API = """
+ALTER TABLE inbox ADD COLUMN seen_at TEXT;
+CREATE INDEX inbox_keyset ON inbox (recipient_id, created_at DESC, delivery_id DESC);
+CREATE INDEX inbox_unread ON inbox (recipient_id, created_at DESC, delivery_id DESC)
+    WHERE read_at IS NULL AND archived_at IS NULL;
+CREATE INDEX inbox_unseen ON inbox (recipient_id) WHERE seen_at IS NULL AND archived_at IS NULL;
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT,
+    last_used_at TEXT
+);
+CREATE TABLE inbox_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, recipient_id TEXT NOT NULL)
+"""
+# Every write to the inbox, by any connection or process, leaves the recipient id in
+# `inbox_changes` (the last 10,000 are kept): API processes poll it for live updates.
+_V4_TRIGGERS = [
+    f"""CREATE TRIGGER inbox_{event.lower()} AFTER {event} ON inbox BEGIN
+        INSERT INTO inbox_changes (recipient_id) VALUES (NEW.recipient_id);
+        DELETE FROM inbox_changes WHERE seq <= (SELECT MAX(seq) FROM inbox_changes) - 10000;
+    END"""
+    for event in ("INSERT", "UPDATE")
+]
+
+
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
@@ -169,7 +201,7 @@ FROM subscribers AS s LEFT JOIN preferences AS p ON p.subscriber_id = s.id
 
 _UPSERT_SUBSCRIBER, _UPSERT_PREFERENCES, _INSERT_DEVICE = common.write_statements(lambda column: f":{column}")
 
-LATEST_VERSION = 2
+LATEST_VERSION = 4
 
 
 class _Database:
@@ -217,7 +249,15 @@ def _migrate_v2(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE subscribers_v1")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_v1, 2: _migrate_v2}
+def _migrate_v4(db: sqlite3.Connection) -> None:
+    """The HTTP API: inbox seen state and keyset index, API keys."""
+    for statement in [*_statements(_V4_API), *_V4_TRIGGERS]:
+        db.execute(statement)
+
+
+# Version 3 is another feature's (reserved); each step goes to the next version listed here, so a
+# version missing from this build is skipped rather than blocking the ones after it.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_v1, 2: _migrate_v2, 4: _migrate_v4}
 
 
 def migrate_database(db: sqlite3.Connection, target: int = LATEST_VERSION) -> list[int]:
@@ -235,13 +275,14 @@ def migrate_database(db: sqlite3.Connection, target: int = LATEST_VERSION) -> li
             if version >= target:
                 db.execute("COMMIT")
                 return applied
-            MIGRATIONS[version + 1](db)
-            db.execute(f"PRAGMA user_version = {version + 1}")
+            step = min(v for v in MIGRATIONS if v > version)
+            MIGRATIONS[step](db)
+            db.execute(f"PRAGMA user_version = {step}")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        applied.append(version + 1)
+        applied.append(step)
 
 
 def _load(db: sqlite3.Connection, recipient_id: str) -> Recipient | None:
@@ -282,6 +323,7 @@ class SqliteStore(common.SubscriberChanges):
             raise
         self.inbox = SqliteInbox(self)
         self.receipts = SqliteReceiptLog(self)
+        self.api_keys = SqliteApiKeys(self)
 
     @classmethod
     async def open(cls, path: Path | str, *, migrate: bool = True, check: bool = True) -> SqliteStore:
@@ -363,6 +405,7 @@ _INBOX_COLUMNS = [
     "created_at",
     "read_at",
     "archived_at",
+    "seen_at",
 ]
 _INBOX_SELECT = f"SELECT {', '.join(_INBOX_COLUMNS)} FROM inbox"
 _INBOX_INSERT = (
@@ -371,13 +414,90 @@ _INBOX_INSERT = (
 )
 
 
+CHANGES_POLL_SECONDS = 0.2
+
+
 class SqliteInbox:
+    """The inbox on SQLite. Live updates (`changes`) poll `inbox_changes`, which triggers fill on
+    every write from any connection: the worker, the CLI and the API may be separate processes
+    (on the one machine that shares the file)."""
+
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
 
     async def add(self, message: InboxMessage) -> bool:
         params = _params(message.model_dump())
         return await self._store.write(lambda db: db.execute(_INBOX_INSERT, params).rowcount > 0)
+
+    async def changes(self) -> AsyncIterator[str]:
+        def latest(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM inbox_changes").fetchone()[0])
+
+        after = await self._store.run(latest)
+        yield ""  # listening
+        while True:
+            await asyncio.sleep(CHANGES_POLL_SECONDS)
+
+            def since(db: sqlite3.Connection, after: int = after) -> list[tuple[int, str]]:
+                query = "SELECT seq, recipient_id FROM inbox_changes WHERE seq > ? ORDER BY seq"
+                return [(r[0], r[1]) for r in db.execute(query, (after,)).fetchall()]
+
+            rows = await self._store.run(since)
+            if rows:
+                after = rows[-1][0]
+                for recipient_id in dict.fromkeys(r[1] for r in rows):
+                    yield recipient_id
+
+    async def query(self, query: InboxQuery) -> list[InboxMessage]:
+        segments = common.inbox_segments(query, "?")
+
+        def page(db: sqlite3.Connection) -> list[Any]:
+            rows: list[Any] = []
+            for where, params in segments:
+                sql = f"{_INBOX_SELECT} WHERE {where} ORDER BY {common.INBOX_ORDER} LIMIT ?"
+                rows += db.execute(sql, [*map(_value, params), query.limit - len(rows)]).fetchall()
+                if len(rows) >= query.limit:
+                    break
+            return rows
+
+        return [_message(r, _INBOX_COLUMNS) for r in await self._store.run(page)]
+
+    async def counts(self, recipient_id: str) -> InboxCounts:
+        row = await self._store.run(
+            lambda db: db.execute(common.INBOX_COUNTS.replace("%s", "?"), (recipient_id,) * 3).fetchone()
+        )
+        return InboxCounts(unread=row[0] or 0, unseen=row[1] or 0, total=row[2] or 0)
+
+    async def change(
+        self, recipient_id: str, delivery_id: str, change: InboxStateChange
+    ) -> InboxMessage | None:
+        assignments, params = common.inbox_assignments(change, datetime.now(UTC), "?")
+
+        def update(db: sqlite3.Connection) -> InboxMessage | None:
+            key = (delivery_id, recipient_id)
+            if assignments:
+                db.execute(
+                    f"UPDATE inbox SET {assignments} WHERE delivery_id = ? AND recipient_id = ?",
+                    [*map(_value, params), *key],
+                )
+            row = db.execute(f"{_INBOX_SELECT} WHERE delivery_id = ? AND recipient_id = ?", key).fetchone()
+            return _message(row, _INBOX_COLUMNS) if row else None
+
+        return await self._store.write(update)
+
+    async def read_all(self, recipient_id: str) -> list[InboxMessage]:
+        now = _value(datetime.now(UTC))
+
+        def update(db: sqlite3.Connection) -> list[InboxMessage]:
+            unread = "recipient_id = ? AND read_at IS NULL AND archived_at IS NULL"
+            rows = db.execute(f"{_INBOX_SELECT} WHERE {unread}", (recipient_id,)).fetchall()
+            db.execute(
+                f"UPDATE inbox SET read_at = ?, seen_at = COALESCE(seen_at, ?) WHERE {unread}",
+                (now, now, recipient_id),
+            )
+            return [_message(r, _INBOX_COLUMNS) for r in rows]
+
+        return await self._store.write(update)
 
     async def list(
         self, recipient_id: str, *, page: int = 1, page_size: int = 20, include_archived: bool = False
@@ -443,6 +563,65 @@ class SqliteInbox:
             return _message(row, _INBOX_COLUMNS)
 
         return await self._store.write(update)
+
+
+_API_KEY_COLUMNS = "id, name, secret_sha256, scopes, created_at, revoked_at, last_used_at"
+
+
+def _api_key(row: tuple[Any, ...]) -> ApiKeyRecord:
+    key_id, name, digest, scopes, created_at, revoked_at, last_used_at = row
+    return ApiKeyRecord(
+        id=key_id, name=name, secret_sha256=digest, scopes=json.loads(scopes), created_at=created_at,
+        revoked_at=revoked_at, last_used_at=last_used_at,
+    )  # fmt: skip
+
+
+class SqliteApiKeys:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def create(self, key: ApiKeyRecord) -> None:
+        row = _params(key.model_dump())
+        await self._store.write(
+            lambda db: db.execute(
+                f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES "
+                "(:id, :name, :secret_sha256, :scopes, :created_at, :revoked_at, :last_used_at)",
+                row,
+            )
+        )
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        row = await self._store.run(
+            lambda db: db.execute(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
+            ).fetchone()
+        )
+        return _api_key(tuple(row)) if row else None
+
+    async def list(self) -> list[ApiKeyRecord]:
+        rows = await self._store.run(
+            lambda db: db.execute(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+            ).fetchall()
+        )
+        return [_api_key(tuple(r)) for r in rows]
+
+    async def revoke(self, key_id: str) -> bool:
+        now = _value(datetime.now(UTC))
+        return await self._store.write(
+            lambda db: (
+                db.execute(
+                    "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, key_id)
+                ).rowcount
+                > 0
+            )
+        )
+
+    async def touch(self, key_id: str, at: datetime) -> None:
+        stamp = _value(at)
+        await self._store.write(
+            lambda db: db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (stamp, key_id))
+        )
 
 
 _RECEIPT_COLUMNS = "workflow_id, delivery_id, provider_message_id, status, error_code, at, stored_at"
