@@ -11,8 +11,17 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from tidings.activities.caps import hold_for
 from tidings.activities.store.base import StoreUnavailableError, SubscriberStore
-from tidings.models import DeactivateDeviceInput, DisableWebhookInput, Preparation, PrepareInput, Recipient
+from tidings.models import (
+    CapHold,
+    DeactivateDeviceInput,
+    DisableWebhookInput,
+    Preparation,
+    PrepareInput,
+    Priority,
+    Recipient,
+)
 from tidings.quiet_hours import quiet_hours_end
 from tidings.settings import Settings
 
@@ -24,7 +33,8 @@ class SubscriberActivities:
 
     @activity.defn(name="prepare_notification")
     async def prepare_notification(self, request: PrepareInput) -> Preparation:
-        """Load the recipient (inline or from the store) and evaluate quiet hours at `at`."""
+        """Load the recipient (inline or from the store), evaluate quiet hours at `at` and, when the
+        notification may go now, reserve its throttle and frequency-cap slots (`caps`)."""
         recipient: Recipient | None = request.recipient
         stored = recipient is None
         if recipient is None:
@@ -46,13 +56,31 @@ class SubscriberActivities:
         quiet_until = None
         if recipient is not None:
             quiet_until = quiet_hours_end(request.at, recipient.preferences.quiet_hours, recipient.timezone)
+        hold = await self._hold(request, recipient, quiet_until is not None)
         return Preparation(
             recipient=recipient.without_secrets() if recipient is not None and stored else recipient,
             recipient_stored=stored,
             quiet_hours_until=quiet_until,
             retry={channel: self._settings.retry_for(channel) for channel in request.channels},
             push_success=self._settings.push_success,
+            hold=hold,
         )
+
+    async def _hold(self, request: PrepareInput, recipient: Recipient | None, quiet: bool) -> CapHold | None:
+        check = request.caps
+        if check is None or recipient is None or (quiet and check.priority is not Priority.critical):
+            return None  # nothing to count, or it waits for quiet hours first (and comes back)
+        try:
+            return await hold_for(
+                self._store.counters,
+                check,
+                recipient,
+                request.channels,
+                self._settings.frequency_caps,
+                request.at,
+            )
+        except StoreUnavailableError as exc:
+            raise ApplicationError(str(exc), type="StoreUnavailable") from None
 
     @activity.defn(name="disable_webhook")
     async def disable_webhook(self, request: DisableWebhookInput) -> bool:

@@ -8,7 +8,9 @@ variables. Exit codes say the outcome, so scripts can act on it:
   2  bad input, flags or settings, or a missing install: one message says what to fix
   3  not delivered (`send --wait`: failed, expired, cancelled or skipped_by_preferences), or a
      cancel/reschedule that was refused
-  4  partially delivered (`send --wait`); with several recipients the worst outcome wins (3 over 4)
+  4  partially delivered (`send --wait`); with several recipients the worst outcome wins
+     (3 over 4 over 5)
+  5  throttled (`send --wait`): a throttle or frequency cap stopped it on purpose (not a failure)
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2
 EXIT_NOT_DELIVERED = 3
 EXIT_PARTIAL = 4
+EXIT_THROTTLED = 5
 
 # `send --wait`: each final phase's exit code, and which code wins among several recipients.
 PHASE_EXIT = {
@@ -59,12 +62,13 @@ PHASE_EXIT = {
     Phase.expired: EXIT_NOT_DELIVERED,
     Phase.cancelled: EXIT_NOT_DELIVERED,
     Phase.skipped_by_preferences: EXIT_NOT_DELIVERED,
+    Phase.throttled: EXIT_THROTTLED,
 }
-_SEVERITY = [EXIT_OK, EXIT_PARTIAL, EXIT_NOT_DELIVERED]
+_SEVERITY = [EXIT_OK, EXIT_THROTTLED, EXIT_PARTIAL, EXIT_NOT_DELIVERED]
 
 
 def worst_exit(codes: Sequence[int]) -> int:
-    """The exit code of the worst outcome: not delivered over partially over delivered."""
+    """The exit code of the worst outcome: not delivered over partially over throttled over delivered."""
     return max(codes, key=_SEVERITY.index, default=EXIT_OK)
 
 

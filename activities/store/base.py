@@ -22,6 +22,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from tidings.activities.store.counters import SendCounters
 from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
 
 
@@ -139,6 +140,9 @@ class Store(Protocol):
 
     @property
     def receipts(self) -> ReceiptLog: ...
+
+    @property
+    def counters(self) -> SendCounters: ...
 
     async def get(self, recipient_id: str) -> Recipient | None:
         """The recipient with devices and preferences: one database round trip."""

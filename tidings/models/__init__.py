@@ -4,6 +4,7 @@
 - `recipients`: a subscriber's profile, devices and preferences;
 - `requests`: what a service asks for (NotificationRequest) and one workflow's input;
 - `deliveries`: what the workflow hands its activities and what they answer;
+- `caps`: throttles and frequency caps, and the store reservations that enforce them;
 - `state`: the queryable notification state, receipts and engagement.
 
 These pydantic models are the single source of truth for validation. The client validates a
@@ -15,6 +16,36 @@ Imported inside Temporal's workflow sandbox: every module here stays free of I/O
 
 from __future__ import annotations
 
+from tidings.models.caps import (
+    CapCheck as CapCheck,
+)
+from tidings.models.caps import (
+    CapHold as CapHold,
+)
+from tidings.models.caps import (
+    CapPolicy as CapPolicy,
+)
+from tidings.models.caps import (
+    CapRule as CapRule,
+)
+from tidings.models.caps import (
+    CapRuleModel as CapRuleModel,
+)
+from tidings.models.caps import (
+    CapRules as CapRules,
+)
+from tidings.models.caps import (
+    CounterLimit as CounterLimit,
+)
+from tidings.models.caps import (
+    Refusal as Refusal,
+)
+from tidings.models.caps import (
+    ReservationRequest as ReservationRequest,
+)
+from tidings.models.caps import (
+    Throttle as Throttle,
+)
 from tidings.models.deliveries import (
     DeactivateDeviceInput as DeactivateDeviceInput,
 )

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from tidings.models.caps import Throttle
 from tidings.models.fields import (
     MAX_CONTENT_BYTES,
     MAX_TITLE_LENGTH,
@@ -145,6 +146,10 @@ class _NotificationCommon(Model):
     schedule_at: AwareDatetime | None = None
     expires_at: AwareDatetime | None = None
     retry: dict[Channel, RetryOverride] = Field(default_factory=dict)
+    throttle: Throttle | None = Field(
+        default=None,
+        description="at most `limit` per recipient and `key` in any `window`; the excess ends `throttled`",
+    )
 
     @model_validator(mode="after")
     def _plan_and_times_are_consistent(self) -> _NotificationCommon:
