@@ -7,6 +7,8 @@ round trip each; their results are still recorded in history.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -17,12 +19,13 @@ from tidings.models import (
     CapHold,
     DeactivateDeviceInput,
     DisableWebhookInput,
+    NextLocalTimeInput,
     Preparation,
     PrepareInput,
     Priority,
     Recipient,
 )
-from tidings.quiet_hours import quiet_hours_end
+from tidings.quiet_hours import next_local_time, quiet_hours_end
 from tidings.settings import Settings
 
 
@@ -81,6 +84,20 @@ class SubscriberActivities:
             )
         except StoreUnavailableError as exc:
             raise ApplicationError(str(exc), type="StoreUnavailable") from None
+
+    @activity.defn(name="next_local_time")
+    async def next_local_time(self, request: NextLocalTimeInput) -> datetime:
+        """When a scheduled digest closes: the recipient's next `local_time` after `after`, in
+        their time zone (UTC for a recipient the store does not know: the digest still goes out,
+        and the notification fails with the reason)."""
+        recipient = request.recipient
+        if recipient is None:
+            try:
+                recipient = await self._store.get(request.recipient_id)
+            except StoreUnavailableError as exc:
+                raise ApplicationError(str(exc), type="StoreUnavailable") from None
+        timezone = recipient.timezone if recipient is not None else "UTC"
+        return next_local_time(request.after, request.local_time, timezone)
 
     @activity.defn(name="disable_webhook")
     async def disable_webhook(self, request: DisableWebhookInput) -> bool:

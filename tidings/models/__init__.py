@@ -5,6 +5,7 @@
 - `requests`: what a service asks for (NotificationRequest) and one workflow's input;
 - `deliveries`: what the workflow hands its activities and what they answer;
 - `caps`: throttles and frequency caps, and the store reservations that enforce them;
+- `digests`: digests (many events, one message per window) and their workflow's state;
 - `state`: the queryable notification state, receipts and engagement.
 
 These pydantic models are the single source of truth for validation. The client validates a
@@ -72,6 +73,36 @@ from tidings.models.deliveries import (
 )
 from tidings.models.deliveries import (
     delivery_id_for as delivery_id_for,
+)
+from tidings.models.digest_spec import (
+    DEFAULT_DIGEST_TEMPLATE as DEFAULT_DIGEST_TEMPLATE,
+)
+from tidings.models.digest_spec import (
+    DigestSpec as DigestSpec,
+)
+from tidings.models.digests import (
+    DIGEST_WORKFLOW_PREFIX as DIGEST_WORKFLOW_PREFIX,
+)
+from tidings.models.digests import (
+    DigestInput as DigestInput,
+)
+from tidings.models.digests import (
+    DigestItem as DigestItem,
+)
+from tidings.models.digests import (
+    DigestPhase as DigestPhase,
+)
+from tidings.models.digests import (
+    DigestState as DigestState,
+)
+from tidings.models.digests import (
+    NextLocalTimeInput as NextLocalTimeInput,
+)
+from tidings.models.digests import (
+    digest_variables as digest_variables,
+)
+from tidings.models.digests import (
+    digest_workflow_id as digest_workflow_id,
 )
 from tidings.models.fields import (
     DEFAULT_TASK_QUEUE as DEFAULT_TASK_QUEUE,
@@ -240,4 +271,5 @@ from tidings.models.state import (
 )
 
 DestinationState.model_rebuild()
+DigestState.model_rebuild()
 NotificationState.model_rebuild()
