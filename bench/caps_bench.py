@@ -66,7 +66,7 @@ async def main(count: int, concurrency: int, rounds: int, workdir: Path, stores:
                 client = TidingsClient(env.client, task_queue=queue, eager_start=True)
                 contenders.append((f"{name}-{kind}", _starter(client, endpoint.url)))
             throttled_events[kind] = await _throttled_history(
-                TidingsClient(env.client, task_queue=f"caps-capped-{kind}")
+                TidingsClient(env.client, task_queue=f"caps-capped-{kind}"), endpoint.url
             )
         for _ in range(rounds):
             for name, start in contenders:
