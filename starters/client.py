@@ -286,7 +286,8 @@ class TidingsClient:
         inputs = self.validate(parsed)
         handles = []
         for item, digest_item in zip(inputs, items_or_error(inputs), strict=True):
-            digest = digest_input_for(item, spec)
+            searched_as = recipient_search_value(self.recipient_hash_key, item.recipient_id)
+            digest = digest_input_for(item, spec, searched_as)
             started: WorkflowHandle[Any, Any] = await self.client.start_workflow(
                 "DigestWorkflow",
                 digest,
@@ -294,9 +295,7 @@ class TidingsClient:
                 task_queue=self.task_queue,
                 start_signal="add_item",
                 start_signal_args=[digest_item],
-                search_attributes=digest_search_attributes(
-                    recipient_search_value(self.recipient_hash_key, item.recipient_id)
-                ),
+                search_attributes=digest_search_attributes(searched_as),
                 static_summary=f"digest to {item.recipient_id}: {spec.key}",
                 static_details=f"**Digest:** {spec.key}, window {spec.describe()}",
             )

@@ -44,10 +44,11 @@ def digest_item_for(item: NotificationInput) -> DigestItem:
     return DigestItem.from_content(item.id, item.content, item.requested_at)
 
 
-def digest_input_for(item: NotificationInput, spec: DigestSpec) -> DigestInput:
+def digest_input_for(item: NotificationInput, spec: DigestSpec, recipient_search_value: str) -> DigestInput:
     """The digest workflow's input, used when this event starts the digest."""
     return DigestInput(
         recipient_id=item.recipient_id,
+        recipient_search_value=recipient_search_value,
         recipient=item.recipient,
         digest=spec,
         channels=item.channels,

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from tidings import search_attributes as sa
 from tidings.activities.store.base import Store
 from tidings.models import DigestPhase, DigestState, Phase
 from tidings.starters.client import InvalidRequestError, TidingsClient
@@ -98,6 +99,9 @@ async def test_a_fixed_window_sends_one_digest_with_every_item(
     [message] = await store.inbox.list(to["id"])
     assert message.title == "3 new updates" and message.body == "comment 2 and 2 more"
     assert message.notification_id == final.notification_id
+    child = await tidings.client.get_workflow_handle(message.workflow_id).describe()
+    assert child.typed_search_attributes.get(sa.RECIPIENT_ID) == to["id"]
+    assert await child.static_summary() == f"digest of 3 to {to['id']}: comments:post-9"
 
 
 async def test_the_same_event_twice_is_one_item(tidings: TidingsClient, ts_env: WorkflowEnvironment) -> None:

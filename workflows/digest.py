@@ -23,10 +23,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RawValue
+from temporalio.common import RawValue, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from tidings import search_attributes as sa
     from tidings.activities.subscribers import SubscriberActivities
     from tidings.models import (
         Content,
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         NextLocalTimeInput,
         NotificationInput,
         NotificationState,
+        Phase,
         SignalOutcome,
         StateEvent,
         digest_variables,
@@ -45,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from tidings.models.digests import MAX_DIGEST_BYTES
     from tidings.workflows.inputs import InvalidInput, decode
-    from tidings.workflows.notification import LOCAL_ACTIVITY_TIMEOUT, parse_schedule
+    from tidings.workflows.notification import LOCAL_ACTIVITY_TIMEOUT, parse_schedule, search_attributes_for
 
 
 @workflow.defn(name="DigestWorkflow")
@@ -200,6 +202,7 @@ class DigestWorkflow:
             notification,
             id=workflow_id_for(notification_id),
             result_type=NotificationState,
+            search_attributes=self._search_attributes(notification),
             static_summary=summary,
             static_details=f"**Digest:** {spec.key}, {len(batch)} items, window {spec.describe()}",
         )
@@ -216,6 +219,13 @@ class DigestWorkflow:
             f": {state.reason}" if state.reason else ""
         )
         self._event(self._state.reason)
+
+    def _search_attributes(self, notification: NotificationInput) -> TypedSearchAttributes:
+        """What the client sets on a notification, with the RecipientId the client computed (so a
+        hashed recipient id stays hashed: the workflow never sees the hash key)."""
+        attributes = search_attributes_for(notification, Phase.scheduled)
+        value = self._request.recipient_search_value
+        return attributes.updated(SearchAttributePair(sa.RECIPIENT_ID, value)) if value else attributes
 
     # ----------------------------------------------------------------- signals, updates, query
 

@@ -96,6 +96,11 @@ class DigestInput(Model):
     priority: Priority = Priority.normal
     category: Category | None = None
     retry: dict[Channel, RetryOverride] = Field(default_factory=dict)
+    recipient_search_value: str | None = Field(
+        default=None,
+        description="the RecipientId search attribute of the digest notification (hashed when the "
+        "client hashes recipient ids); None: the recipient id",
+    )
     carried: list[DigestItem] = Field(default_factory=list)
     sequence: int = Field(default=0, ge=0, description="how many digests this workflow id sent before")
 
