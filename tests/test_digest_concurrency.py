@@ -26,7 +26,7 @@ from tidings.workers.worker import running_worker
 pytestmark = pytest.mark.e2e
 
 SENDER = """
-import asyncio, sys, time
+import asyncio, os, sys, time
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from tidings.starters.client import TidingsClient
@@ -45,6 +45,9 @@ async def main(target, task_queue, recipient, first, count, max_items, window, g
 
 a = sys.argv[1:]
 asyncio.run(main(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]), a[6], float(a[7])))
+# skip interpreter teardown, as `tidings` does: the SDK's native threads can crash it (sdk-python #300)
+sys.stdout.flush()
+os._exit(0)
 """
 
 
