@@ -239,3 +239,44 @@ async def test_send_refuses_a_digest_request_and_bad_digests_are_refused(tidings
         big = event(someone(), "x")
         big["content"]["body"] = "x" * 3000
         await tidings.add_to_digest(big)
+
+
+async def test_input_from_another_client_that_does_not_validate_ends_failed(tidings: TidingsClient) -> None:
+    handle = await tidings.client.start_workflow(
+        "DigestWorkflow",
+        {
+            "recipient_id": "u1",
+            "digest": {"key": "k", "mode": "sliding", "window": "PT1M"},
+            "channels": ["email"],
+        },
+        id=f"digest-foreign-{uuid.uuid4().hex[:6]}~k",
+        task_queue=tidings.task_queue,
+        start_signal="add_item",
+        start_signal_args=[{"id": "e1~u1", "title": "hello"}],
+    )
+    state = DigestState.model_validate(await handle.result())
+    assert state.phase is DigestPhase.failed
+    assert state.reason is not None and "needs max_window" in state.reason
+
+
+async def test_a_cancel_reaches_the_digest_notification_while_it_waits_for_quiet_hours(
+    tidings: TidingsClient, server_now: datetime, ts_env: WorkflowEnvironment
+) -> None:
+    start = (server_now - timedelta(minutes=5)).strftime("%H:%M")
+    end = (server_now + timedelta(hours=3)).strftime("%H:%M")
+    to = someone(timezone="UTC", preferences={"quiet_hours": {"start": start, "end": end}})
+    handle = await add(tidings, event(to, "late", window="PT1M"))
+    await collecting(handle, 1)
+    await ts_env.sleep(timedelta(minutes=2))
+    for _ in range(200):
+        state = await handle.status()
+        if state.phase is DigestPhase.sending and state.notification_id:
+            child = await tidings.status(state.notification_id)
+            if child.phase is Phase.waiting_quiet_hours:
+                break
+        await _pause()
+    outcome = await handle.cancel("not tonight")
+    assert outcome.accepted, outcome
+    final = await finished(handle, ts_env)
+    assert final.notification is not None and final.notification.phase is Phase.cancelled
+    assert final.notification.reason == "not tonight"

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
@@ -50,19 +51,35 @@ with workflow.unsafe.imports_passed_through():
     from tidings.workflows.notification import LOCAL_ACTIVITY_TIMEOUT, parse_schedule, search_attributes_for
 
 
+_NO_INPUT = RawValue(Payload())
+
+
 @workflow.defn(name="DigestWorkflow")
 class DigestWorkflow:
+    """Takes its input raw and validates it itself, like NotificationWorkflow: input from any
+    client either runs or ends `failed` with the validation message (and the items it got)."""
+
     @workflow.init
-    def __init__(self, request: DigestInput) -> None:
-        self._request = request
-        spec = request.digest
-        self._state = DigestState(
-            workflow_id=workflow.info().workflow_id,
-            recipient_id=request.recipient_id,
-            key=spec.key,
-            window=spec.describe(),
-            sequence=request.sequence,
-        )
+    def __init__(self, request: RawValue = _NO_INPUT) -> None:
+        self._invalid_input: str | None = None
+        workflow_id = workflow.info().workflow_id
+        try:
+            if request is _NO_INPUT:
+                raise InvalidInput("invalid digest input: DigestWorkflow needs one argument (a DigestInput)")
+            self._request: DigestInput = decode(request.payload, DigestInput, "digest input")
+            spec = self._request.digest
+            self._state = DigestState(
+                workflow_id=workflow_id,
+                recipient_id=self._request.recipient_id,
+                key=spec.key,
+                window=spec.describe(),
+                sequence=self._request.sequence,
+            )
+        except InvalidInput as exc:
+            self._invalid_input = str(exc)
+            self._state = DigestState(
+                workflow_id=workflow_id, recipient_id="unknown", key="unknown", window="none"
+            )
         self._closed = False
         self._next: list[DigestItem] = []
         self._seen: set[str] = set()
@@ -70,13 +87,21 @@ class DigestWorkflow:
         self._closes_override: datetime | None = None
         self._child: workflow.ChildWorkflowHandle[Any, NotificationState] | None = None
         self._cancel_reason: str | None = None
-        self._state.items = list(request.carried)  # stamped when they arrived in an earlier run
-        self._seen = {item.id for item in request.carried}
+        if self._invalid_input is None:
+            carried = self._request.carried  # stamped when they arrived in an earlier run
+            self._state.items = list(carried)
+            self._seen = {item.id for item in carried}
 
     # ----------------------------------------------------------------- main line
 
     @workflow.run
-    async def run(self, request: DigestInput) -> DigestState:
+    async def run(self, request: RawValue = _NO_INPUT) -> DigestState:
+        if self._invalid_input is not None:
+            self._closed = True
+            self._state.phase = DigestPhase.failed
+            self._state.reason = self._invalid_input
+            self._event(f"failed: {self._invalid_input}")
+            return self._state
         await workflow.wait_condition(lambda: bool(self._state.items) or self._closed)
         if self._state.items:
             await self._collect()
@@ -92,9 +117,8 @@ class DigestWorkflow:
             self._state.reason = self._cancel_reason or "every item was cancelled"
             self._event(f"cancelled: {self._state.reason}")
         if self._next:
-            workflow.continue_as_new(
-                request.model_copy(update={"carried": self._next, "sequence": request.sequence + 1})
-            )
+            carried_on = {"carried": self._next, "sequence": self._request.sequence + 1}
+            workflow.continue_as_new(self._request.model_copy(update=carried_on))
         return self._state
 
     async def _collect(self) -> None:

@@ -128,6 +128,7 @@ class DigestPhase(StrEnum):
     sending = "sending"
     sent = "sent"
     cancelled = "cancelled"
+    failed = "failed"  # the workflow's input did not validate (a client other than Tidings')
 
 
 class DigestState(Model):
