@@ -8,7 +8,9 @@ variables. Exit codes say the outcome, so scripts can act on it:
   2  bad input, flags or settings, or a missing install: one message says what to fix
   3  not delivered (`send --wait`: failed, expired, cancelled or skipped_by_preferences), or a
      cancel/reschedule that was refused
-  4  partially delivered (`send --wait`); with several recipients the worst outcome wins (3 over 4)
+  4  partially delivered (`send --wait`); with several recipients the worst outcome wins
+     (3 over 4 over 5)
+  5  throttled (`send --wait`): a throttle or frequency cap stopped it on purpose (not a failure)
 """
 
 from __future__ import annotations
@@ -27,15 +29,33 @@ from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from tidings.activities.store.base import Store, UnknownRecipientError
 from tidings.activities.store.factory import open_store
-from tidings.models import Channel, Device, NotificationState, Phase, Preferences, QuietHours, Recipient
+from tidings.models import (
+    CapRuleModel,
+    CapRules,
+    Channel,
+    Device,
+    NotificationState,
+    Phase,
+    Preferences,
+    QuietHours,
+    Recipient,
+)
 from tidings.settings import Settings, SettingsError, load_settings
-from tidings.starters import api_commands, codec_commands, inbox, store_commands, template_commands, vapid
+from tidings.starters import (
+    api_commands,
+    codec_commands,
+    digest_commands,
+    inbox,
+    store_commands,
+    template_commands,
+    vapid,
+)
 from tidings.starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
@@ -50,6 +70,7 @@ EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2
 EXIT_NOT_DELIVERED = 3
 EXIT_PARTIAL = 4
+EXIT_THROTTLED = 5
 
 # `send --wait`: each final phase's exit code, and which code wins among several recipients.
 PHASE_EXIT = {
@@ -59,12 +80,13 @@ PHASE_EXIT = {
     Phase.expired: EXIT_NOT_DELIVERED,
     Phase.cancelled: EXIT_NOT_DELIVERED,
     Phase.skipped_by_preferences: EXIT_NOT_DELIVERED,
+    Phase.throttled: EXIT_THROTTLED,
 }
-_SEVERITY = [EXIT_OK, EXIT_PARTIAL, EXIT_NOT_DELIVERED]
+_SEVERITY = [EXIT_OK, EXIT_THROTTLED, EXIT_PARTIAL, EXIT_NOT_DELIVERED]
 
 
 def worst_exit(codes: Sequence[int]) -> int:
-    """The exit code of the worst outcome: not delivered over partially over delivered."""
+    """The exit code of the worst outcome: not delivered over partially over throttled over delivered."""
     return max(codes, key=_SEVERITY.index, default=EXIT_OK)
 
 
@@ -133,12 +155,49 @@ def build_send_request(args: argparse.Namespace) -> dict[str, Any]:
     for field in ("id", "category", "schedule_at", "expires_at"):
         if getattr(args, field):
             request[field] = getattr(args, field)
+    if args.throttle:
+        request["throttle"] = _throttle(args.throttle)
+    digest = _digest(args)
+    if digest:
+        request["digest"] = digest
     return request
+
+
+def _throttle(spec: str) -> dict[str, Any]:
+    """`login-alert=1/PT1H` → {key, limit, window} (the model checks the values)."""
+    key, sep, rule = spec.partition("=")
+    limit, slash, window = rule.partition("/")
+    if not (sep and slash and key and limit.strip().isdigit()):
+        raise UsageError(f"--throttle takes KEY=LIMIT/DURATION (e.g. login-alert=1/PT1H), got {spec!r}")
+    return {"key": key.strip(), "limit": int(limit), "window": window.strip()}
+
+
+_DIGEST_FLAGS = {
+    "digest_window": "window",
+    "digest_max_items": "max_items",
+    "digest_mode": "mode",
+    "digest_max_window": "max_window",
+    "digest_until": "until_local_time",
+    "digest_template": "template_id",
+}
+
+
+def _digest(args: argparse.Namespace) -> dict[str, Any] | None:
+    given = {
+        field: getattr(args, flag) for flag, field in _DIGEST_FLAGS.items() if getattr(args, flag) is not None
+    }
+    if args.digest_key is None:
+        if given:
+            raise UsageError("--digest-* flags need --digest-key KEY")
+        return None
+    return {"key": args.digest_key, **given}
 
 
 async def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     request = build_send_request(args)
     validate_request(request, settings.templates.directory)
+    if "digest" in request:
+        return await _add_to_digest(request, args, settings)
     client = await TidingsClient.connect(settings)
     handles = await client.send(request)
     codes: list[int] = []
@@ -160,6 +219,22 @@ async def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
                 codes.append(PHASE_EXIT.get(state.phase, EXIT_NOT_DELIVERED))
         _print_json(line)
     return worst_exit(codes)
+
+
+async def _add_to_digest(request: dict[str, Any], args: argparse.Namespace, settings: Settings) -> int:
+    if args.wait:
+        raise UsageError("--wait does not apply to a digest item: see `tidings digest status RECIPIENT KEY`")
+    client = await TidingsClient.connect(settings)
+    for handle in await client.add_to_digest(request):
+        _print_json(
+            {
+                "item_id": handle.item_id,
+                "digest_workflow_id": handle.workflow_id,
+                "recipient_id": handle.recipient_id,
+                "key": handle.key,
+            }
+        )
+    return EXIT_OK
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -330,6 +405,27 @@ def category_channel(spec: str, flag: str) -> tuple[str, Channel]:
         raise UsageError(f"{flag}: unknown channel {channel!r} in {spec!r}; channels: {channels}") from None
 
 
+def _frequency_cap(spec: str) -> tuple[Channel, list[CapRuleModel]]:
+    """`push=3/PT1H,10/P1D` → (push, ["3/PT1H", "10/P1D"]); `push=` → (push, []): no cap."""
+    name, sep, rules = spec.partition("=")
+    try:
+        channel = Channel(name.strip())
+    except ValueError:
+        raise UsageError(
+            f"--frequency-cap takes CHANNEL=LIMIT/DURATION[,...] (e.g. push=3/PT1H,10/P1D), got {spec!r}"
+        ) from None
+    if not sep:
+        raise UsageError(f"--frequency-cap takes CHANNEL=RULES (push=3/PT1H; push= for no cap), got {spec!r}")
+    texts = [r.strip() for r in rules.split(",") if r.strip()]
+    try:
+        return channel, _CAP_RULES.validate_python(texts)
+    except ValidationError as exc:
+        raise UsageError(f"--frequency-cap {spec!r}: {validation_message(exc, 'frequency cap')}") from None
+
+
+_CAP_RULES: TypeAdapter[list[CapRuleModel]] = TypeAdapter(CapRules)
+
+
 async def cmd_subscriber_preferences(args: argparse.Namespace, settings: Settings) -> int:
     opt_out = [category_channel(s, "--opt-out-category-channel") for s in args.opt_out_category_channel or []]
     opt_in = [category_channel(s, "--opt-in-category-channel") for s in args.opt_in_category_channel or []]
@@ -350,6 +446,11 @@ async def cmd_subscriber_preferences(args: argparse.Namespace, settings: Setting
             prefs.quiet_hours = _quiet_hours(args.quiet_hours)
         if args.no_quiet_hours:
             prefs.quiet_hours = None
+        for spec in args.frequency_cap or []:
+            channel, rules = _frequency_cap(spec)
+            prefs.frequency_caps[channel] = rules
+        for name in args.default_frequency_cap or []:
+            prefs.frequency_caps.pop(Channel(name), None)
         updated = await store.set_preferences(args.id, Preferences.model_validate(prefs.model_dump()))
     _print_json(updated.preferences.model_dump(mode="json"))
     return 0
@@ -436,6 +537,26 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--category")
     send.add_argument("--schedule-at", dest="schedule_at", help="ISO 8601 with offset")
     send.add_argument("--expires-at", dest="expires_at", help="ISO 8601 with offset")
+    send.add_argument(
+        "--throttle",
+        metavar="KEY=LIMIT/DURATION",
+        help="at most LIMIT per recipient and KEY, e.g. login-alert=1/PT1H",
+    )
+    send.add_argument(
+        "--digest-key", dest="digest_key", metavar="KEY", help="join the recipient's digest KEY"
+    )
+    send.add_argument("--digest-window", dest="digest_window", metavar="DURATION", help="e.g. PT10M")
+    send.add_argument("--digest-max-items", dest="digest_max_items", type=int, metavar="N")
+    send.add_argument("--digest-mode", dest="digest_mode", choices=["fixed", "sliding"])
+    send.add_argument(
+        "--digest-max-window", dest="digest_max_window", metavar="DURATION", help="sliding only"
+    )
+    send.add_argument(
+        "--digest-until", dest="digest_until", metavar="HH:MM", help="the recipient's next HH:MM"
+    )
+    send.add_argument(
+        "--digest-template", dest="digest_template", metavar="TEMPLATE_ID", help="default: digest"
+    )
     send.add_argument("--wait", action="store_true", help="wait for the final state and print it")
     send.set_defaults(run=cmd_send)
 
@@ -510,6 +631,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prefs.add_argument("--quiet-hours", metavar="HH:MM-HH:MM", help="in the subscriber's time zone")
     prefs.add_argument("--no-quiet-hours", action="store_true")
+    prefs.add_argument(
+        "--frequency-cap",
+        action="append",
+        metavar="CHANNEL=RULES",
+        help="replace the default caps of a channel, e.g. push=3/PT1H,10/P1D; push= means no cap",
+    )
+    prefs.add_argument(
+        "--default-frequency-cap", action="append", choices=channels, help="use the settings' caps again"
+    )
     prefs.set_defaults(run=cmd_subscriber_preferences)
     add_device = subscriber.add_parser("add-device", help="register a device or browser subscription")
     add_device.add_argument("id")
@@ -526,6 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inbox.register(sub)
     api_commands.register(sub)
+    digest_commands.register(sub)
     store_commands.register(sub)
     template_commands.register(sub)
     vapid.register(sub)

@@ -58,6 +58,13 @@ from tidings.models import (
     workflow_id_for,
 )
 from tidings.settings import Settings, load_settings
+from tidings.starters.digests import (
+    DigestHandle,
+    digest_content_for,
+    digest_input_for,
+    digest_search_attributes,
+    items_or_error,
+)
 from tidings.telemetry.tracing import SEND_SPAN, traced
 from tidings.validation import validation_message as validation_message
 from tidings.workflows.notification import NotificationWorkflow, search_attributes_for
@@ -93,7 +100,7 @@ def parse_request(request: NotificationRequest | dict[str, Any]) -> Notification
 def split_by_recipient(request: NotificationRequest, now: datetime) -> list[NotificationInput]:
     """One workflow input per recipient, with the notification id `<id>~<recipient id>`."""
     base_id = request.id or uuid.uuid4().hex
-    common = request.model_dump(exclude={"id", "recipients"})
+    common = request.model_dump(exclude={"id", "recipients", "digest"})
     inputs = []
     for ref in request.recipients:
         recipient = ref if isinstance(ref, Recipient) else None
@@ -147,7 +154,7 @@ def validate_request(
     Needs no server: the CLI calls it before connecting, so bad input never waits on a network.
     """
     parsed = parse_request(request)
-    if parsed.content.template_id is not None:
+    if parsed.content.template_id is not None and parsed.digest is None:
         try:
             validate_template_content(parsed.content, templates_dir)
         except ValueError as exc:
@@ -155,7 +162,14 @@ def validate_request(
     now = datetime.now(UTC)
     if parsed.expires_at is not None and parsed.expires_at <= now:
         raise InvalidRequestError("invalid notification request:\n  expires_at: already in the past")
-    return split_by_recipient(parsed, now)
+    inputs = split_by_recipient(parsed, now)
+    if parsed.digest is not None:
+        try:
+            [sample, *_] = items_or_error(inputs)
+            validate_template_content(digest_content_for(parsed.digest, sample), templates_dir)
+        except ValueError as exc:
+            raise InvalidRequestError(f"invalid notification request:\n  digest: {exc}") from None
+    return inputs
 
 
 async def with_live_attempts(
@@ -260,8 +274,43 @@ class TidingsClient:
 
     @traced(SEND_SPAN)
     async def send(self, request: NotificationRequest | dict[str, Any]) -> list[NotificationHandle]:
-        """Validate, then start one NotificationWorkflow per recipient (idempotent by id)."""
-        return [await self._start(item) for item in self.validate(request)]
+        """Validate, then start one NotificationWorkflow per recipient (idempotent by id).
+
+        A request with `digest` goes through `add_to_digest` instead."""
+        inputs = self.validate(request)
+        if parse_request(request).digest is not None:
+            raise InvalidRequestError("a request with `digest` joins a digest: use add_to_digest()")
+        return [await self._start(item) for item in inputs]
+
+    async def add_to_digest(self, request: NotificationRequest | dict[str, Any]) -> list[DigestHandle]:
+        """Validate, then add the event to each recipient's digest for the request's key, with
+        signal-with-start on `digest-<recipient>~<key>` (see tidings/starters/digests.py)."""
+        parsed = parse_request(request)
+        spec = parsed.digest
+        if spec is None:
+            raise InvalidRequestError("add_to_digest needs a request with `digest` ({key, window, ...})")
+        inputs = self.validate(parsed)
+        handles = []
+        for item, digest_item in zip(inputs, items_or_error(inputs), strict=True):
+            searched_as = recipient_search_value(self.recipient_hash_key, item.recipient_id)
+            digest = digest_input_for(item, spec, searched_as)
+            started: WorkflowHandle[Any, Any] = await self.client.start_workflow(
+                "DigestWorkflow",
+                digest,
+                id=digest.workflow_id,
+                task_queue=self.task_queue,
+                start_signal="add_item",
+                start_signal_args=[digest_item],
+                search_attributes=digest_search_attributes(searched_as),
+                static_summary=f"digest to {item.recipient_id}: {spec.key}",
+                static_details=f"**Digest:** {spec.key}, window {spec.describe()}",
+            )
+            handles.append(DigestHandle(self.client, item.recipient_id, spec.key, item.id, started))
+        return handles
+
+    def digest(self, recipient_id: str, key: str) -> DigestHandle:
+        """The handle to a recipient's digest for `key` (status, cancel_item, cancel, reschedule)."""
+        return DigestHandle(self.client, recipient_id, key)
 
     async def _start(self, item: NotificationInput) -> NotificationHandle:
         existing = False

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import uuid
@@ -34,6 +35,7 @@ from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import Settings
 from tidings.starters.client import NotificationHandle, TidingsClient
 from tidings.workers.worker import running_worker, workflow_runner
+from tidings.workflows.digest import DigestWorkflow
 from tidings.workflows.notification import NotificationWorkflow
 
 if TYPE_CHECKING:
@@ -87,6 +89,17 @@ async def settled_status(handle: NotificationHandle, *, within: float = 15.0) ->
             return state
         assert loop.time() < deadline, f"{handle.workflow_id} did not start in {within:.0f}s"
         await asyncio.sleep(0.05)
+
+
+async def run_tidings_cli(env: dict[str, str], *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    """Run `tidings ARGS` as a user does: (exit code, each JSON object it printed, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        str(BIN_DIR / "tidings"), *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    lines = [json.loads(chunk) for chunk in out.decode().replace("}\n{", "}\x00{").split("\x00") if chunk]
+    return process.returncode or 0, lines, err.decode()
 
 
 def quick_retry(**overrides: object) -> RetrySpec:
@@ -195,7 +208,7 @@ async def assert_histories_replay(client: Client, workflow_ids: list[str]) -> No
     the determinism check."""
     histories = [await client.get_workflow_handle(i).fetch_history() for i in dict.fromkeys(workflow_ids)]
     replayer = Replayer(
-        workflows=[NotificationWorkflow],
+        workflows=[NotificationWorkflow, DigestWorkflow],
         workflow_runner=workflow_runner(),
         data_converter=pydantic_data_converter,
     )

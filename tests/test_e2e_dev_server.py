@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN_DIR, TEMPORAL_CLI
+from tests.conftest import BIN_DIR, TEMPORAL_CLI, run_tidings_cli
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Phase
 from tidings.sandbox.http_endpoint import HttpEndpoint, ScriptedResponse
@@ -243,13 +243,7 @@ async def test_cli_exit_codes_say_the_outcome(
     }
 
     async def tidings(*args: str) -> tuple[int, list[dict[str, Any]], str]:
-        process = await asyncio.create_subprocess_exec(
-            str(BIN_DIR / "tidings"), *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        lines = [json.loads(chunk) for chunk in out.decode().replace("}\n{", "}\x00{").split("\x00") if chunk]
-        return process.returncode or 0, lines, err.decode()
+        return await run_tidings_cli(env, *args)
 
     def phases(lines: list[dict[str, Any]]) -> list[str]:
         return [line["result"]["phase"] for line in lines]

@@ -168,26 +168,31 @@ async def test_scraped_counts_match_what_happened(
             request(f"m-push-{run}", "phone-user", [{"channel": "push", "fallback": ["email"]}])
         )
         assert (await dead.result()).phase is Phase.delivered
+        # 7. a throttle of one per hour: the first is sent, the second ends throttled unsent
+        once = {"key": f"m-once-{run}", "limit": 1, "window": "PT1H"}
+        for n, phase in ((1, Phase.delivered), (2, Phase.throttled)):
+            [throttle] = await tidings.send(request(f"m-throttle-{n}-{run}", ada, ["email"], throttle=once))
+            assert (await throttle.result()).phase is phase
 
     change = delta(before, await scrape(metrics_address))
     deliveries = "tidings_deliveries_total"
-    assert change(deliveries, channel="email", provider="smtp", outcome="sent") == 4
+    assert change(deliveries, channel="email", provider="smtp", outcome="sent") == 5
     assert change(deliveries, channel="webhook", provider="webhook", outcome="sent") == 1
     assert change(deliveries, channel="webhook", provider="webhook", outcome="failed-permanent") == 1
     assert change(deliveries, channel="webhook", provider="webhook", outcome="failed-exhausted") == 1
     assert change(deliveries, channel="webhook", provider="webhook", outcome="throttled") == 1
     assert change(deliveries, channel="push", provider="fcm", outcome="failed-permanent") == 1
-    assert change(deliveries) == 9
+    assert change(deliveries) == 10
 
     attempts = "tidings_delivery_attempts"
-    assert change(f"{attempts}_count") == 9
+    assert change(f"{attempts}_count") == 10
     assert change(f"{attempts}_sum", outcome="failed-exhausted") == 2
     assert change(f"{attempts}_sum", outcome="throttled") == 2
-    assert change(f"{attempts}_sum", outcome="sent") == 5
-    assert change(f"{attempts}_bucket", outcome="sent", le="1") == 5
+    assert change(f"{attempts}_sum", outcome="sent") == 6
+    assert change(f"{attempts}_bucket", outcome="sent", le="1") == 6
 
     latency = "tidings_delivery_latency_seconds"
-    assert change(f"{latency}_count", channel="email", provider="smtp") == 4
+    assert change(f"{latency}_count", channel="email", provider="smtp") == 5
     assert change(f"{latency}_count", channel="webhook", provider="webhook") == 1
     assert 0 < change(f"{latency}_sum") < 60
 
@@ -195,7 +200,7 @@ async def test_scraped_counts_match_what_happened(
     assert change(responses, channel="webhook", result="throttled") == 2
     assert change(responses, channel="webhook", result="transient") == 2
     assert change(responses, channel="webhook", result="permanent") == 1
-    assert change(responses, result="accepted") == 5
+    assert change(responses, result="accepted") == 6
 
     assert change("tidings_fallbacks_total", from_channel="webhook", to_channel="email") == 1
     assert change("tidings_fallbacks_total", from_channel="push", to_channel="email") == 1
@@ -203,9 +208,10 @@ async def test_scraped_counts_match_what_happened(
     assert change("tidings_escalations_total", from_channel="email", to_channel="webhook") == 1
     assert change("tidings_escalations_total") == 1
     assert change("tidings_devices_deactivated_total", channel="push", provider="fcm") == 1
-    assert change("tidings_notifications_total", phase="delivered") == 4
+    assert change("tidings_notifications_total", phase="delivered") == 5
     assert change("tidings_notifications_total", phase="failed") == 2
-    assert change("tidings_notifications_total") == 6
+    assert change("tidings_notifications_total", phase="throttled") == 1
+    assert change("tidings_notifications_total") == 8
 
     after = await scrape(metrics_address)
     # the SDK's own runtime metrics are on the same endpoint

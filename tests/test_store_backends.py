@@ -111,7 +111,10 @@ def test_the_schema_has_a_column_for_every_field() -> None:
     assert set(Recipient.model_fields) == {*common.SUBSCRIBER_COLUMNS, "devices", "preferences"}
     device_fields = {"id" if c == "device_id" else c for c in common.DEVICE_COLUMNS} - {"position"}
     assert set(Device.model_fields) == device_fields
-    assert set(Preferences.model_fields) == {*common.PREFERENCE_COLUMNS[:3], "quiet_hours"}
+    quiet_hours_columns = {"quiet_hours_start", "quiet_hours_end"}
+    assert set(Preferences.model_fields) == {*common.PREFERENCE_COLUMNS} - quiet_hours_columns | {
+        "quiet_hours"
+    }
 
 
 async def test_every_field_round_trips(any_store: Store) -> None:
@@ -188,7 +191,15 @@ async def test_postgres_upgrade_from_the_previous_version(postgres_dsn: str) -> 
     store = await PostgresStore.open(postgres_dsn, migrate=False, check=False)
     try:
         assert await store.migrate(target=1) == [1]
-        await store.put(full_recipient())
+
+        async def v1_subscriber(conn: psycopg.AsyncConnection[Any]) -> None:
+            # written as version 1's columns are: today's code writes columns added later
+            await conn.execute(
+                "INSERT INTO subscribers (id, email, timezone, locale, updated_at)"
+                " VALUES ('old', 'old@example.com', 'UTC', 'en', now())"
+            )
+
+        await store.run(v1_subscriber)
         old = message("d1").model_dump(exclude={"seen_at"})  # a version-1 row: no later columns
 
         async def add_v1(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -210,7 +221,7 @@ async def test_postgres_upgrade_from_the_previous_version(postgres_dsn: str) -> 
     store = await PostgresStore.open(postgres_dsn)  # a worker starting: migrates in place
     try:
         assert await store.schema_version() == LATEST
-        assert await store.get("full") == full_recipient()
+        assert await store.get("old") == Recipient(id="old", email="old@example.com")
         assert [m.delivery_id for m in await store.inbox.list("u1")] == ["d1"]
         assert [r.receipt.delivery_id for r in await store.receipts.by_delivery("d1")] == ["d1"]
 

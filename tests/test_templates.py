@@ -111,7 +111,7 @@ def test_template_render_cli(tmp_path: Path) -> None:
         [str(BIN_DIR / "tidings"), "template", "list"], capture_output=True, text=True, env=env
     )
     ids = [t["id"] for t in json.loads(listed.stdout)]
-    assert ids == ["order_shipped", "password_reset", "security_alert", "welcome"]
+    assert ids == ["digest", "order_shipped", "password_reset", "security_alert", "welcome"]
 
 
 async def test_templated_email_end_to_end_with_one_click_unsubscribe(

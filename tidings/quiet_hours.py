@@ -42,6 +42,17 @@ def quiet_hours_end(now: datetime, window: QuietHours | None, timezone: str) -> 
     return _first_instant_at_or_after(datetime.combine(end_date, window.end), zone)
 
 
+def next_local_time(after: datetime, wall_time: time, timezone: str) -> datetime:
+    """The first instant after `after` at which the recipient's clock reads `wall_time` (a
+    scheduled digest's end: "the next 08:00"), with the same DST rules as quiet hours."""
+    zone = ZoneInfo(timezone)
+    local = after.astimezone(zone)
+    day = local.date()
+    if local.time().replace(tzinfo=None) >= wall_time:
+        day += timedelta(days=1)
+    return _first_instant_at_or_after(datetime.combine(day, wall_time), zone)
+
+
 def _first_instant_at_or_after(wall: datetime, zone: ZoneInfo) -> datetime:
     candidate = wall.replace(tzinfo=zone, fold=0)
     round_trip = candidate.astimezone(UTC).astimezone(zone).replace(tzinfo=None)

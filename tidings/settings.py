@@ -35,7 +35,7 @@ from pydantic_settings import (
 )
 
 from tidings.codec import decode_key
-from tidings.models import DEFAULT_TASK_QUEUE, Channel, RetrySpec
+from tidings.models import DEFAULT_TASK_QUEUE, CapPolicy, CapRules, Channel, RetrySpec
 from tidings.webhook_signature import decode_secret
 
 SETTINGS_ENV = "TIDINGS_SETTINGS"
@@ -416,6 +416,30 @@ class FailoverSettings(Section):
         )
 
 
+class FrequencyCapSettings(Section):
+    """The default frequency caps per channel, for every recipient whose preferences set none.
+
+        [frequency_caps]
+        push = ["3/PT1H", "10/P1D"]      # at most 3 per hour and 10 per day (sliding windows)
+        policy = "defer"                  # the excess waits for the next free slot ...
+        category_policy = { marketing = "drop" }  # ... or ends `throttled`, per category
+
+    `critical` notifications are never capped (and not counted).
+    """
+
+    push: CapRules = Field(default_factory=list)
+    email: CapRules = Field(default_factory=list)
+    sms: CapRules = Field(default_factory=list)
+    slack: CapRules = Field(default_factory=list)
+    webhook: CapRules = Field(default_factory=list)
+    in_app: CapRules = Field(default_factory=list)
+    policy: CapPolicy = "defer"
+    category_policy: dict[str, CapPolicy] = Field(default_factory=dict)
+
+    def policy_for(self, category: str | None) -> CapPolicy:
+        return self.category_policy.get(category, self.policy) if category else self.policy
+
+
 def _default_retry() -> dict[Channel, RetrySpec]:
     return {
         Channel.push: RetrySpec(maximum_attempts=5),
@@ -532,6 +556,8 @@ class Settings(BaseSettings):
         """The providers a channel tries, in order ([] when it has not been configured)."""
         chain = self.channels.get(channel)
         return list(chain.providers) if chain else []
+
+    frequency_caps: FrequencyCapSettings = Field(default_factory=FrequencyCapSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,4 +1,4 @@
-"""The Tidings worker: runs NotificationWorkflow and the provider activities.
+"""The Tidings worker: runs NotificationWorkflow, DigestWorkflow and the provider activities.
 
 `build_worker` wires dependencies (store, providers, renderer) into the activity classes, so
 tests construct a worker with their own store and local provider servers. `run_worker` is the
@@ -32,6 +32,7 @@ from tidings.settings import Settings
 from tidings.telemetry.logs import configure_logging
 from tidings.telemetry.metrics import install_worker_runtime
 from tidings.telemetry.tracing import client_interceptors, shutdown_tracing
+from tidings.workflows.digest import DigestWorkflow
 from tidings.workflows.notification import NotificationWorkflow
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,11 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
-        workflows=[NotificationWorkflow],
+        workflows=[NotificationWorkflow, DigestWorkflow],
         activities=[
             delivery.deliver,
             subscribers.prepare_notification,
+            subscribers.next_local_time,
             subscribers.deactivate_device,
             subscribers.disable_webhook,
         ],

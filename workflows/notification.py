@@ -31,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
     from tidings.activities.subscribers import SubscriberActivities
     from tidings.models import (
         MAX_CONCURRENT_DELIVERIES,
+        CapCheck,
+        CapHold,
         Channel,
         ChannelStep,
         DeactivateDeviceInput,
@@ -67,6 +69,7 @@ PERMANENT_ERROR_TYPES = ["PermanentDeliveryError", "ProviderNotConfigured", "Ren
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Patch ids (workflow.patched): histories recorded before a change replay the old way.
 PATCH_BOUNDED_FAN_OUT = "bounded-delivery-fan-out"
+PATCH_FREQUENCY_CAPS = "throttle-and-frequency-caps"
 
 _NO_INPUT = RawValue(Payload())
 
@@ -215,6 +218,7 @@ class NotificationWorkflow:
                         recipient=request.recipient,
                         channels=request.all_channels,
                         at=workflow.now(),
+                        caps=self._cap_check(),
                     ),
                     start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
                     retry_policy=RetryPolicy(
@@ -245,7 +249,33 @@ class NotificationWorkflow:
                 )
                 self._state.quiet_hours_until = None
                 continue  # re-check schedule, expiry, profile and quiet hours after waking
+            if prep.hold is not None and workflow.patched(PATCH_FREQUENCY_CAPS):
+                if await self._wait_for_cap(prep.hold):
+                    continue  # a slot may be free now: prepare (and reserve) again
+                return None
             return prep
+
+    def _cap_check(self) -> CapCheck:
+        """What prepare_notification reserves before sending: the throttle and the frequency caps
+        of each step's first channel (see tidings/activities/caps.py)."""
+        request = self._request
+        return CapCheck(
+            notification_id=request.id,
+            priority=request.priority,
+            category=request.category,
+            throttle=request.throttle,
+            primary_channels=[step.channel for step in request.channels],
+        )
+
+    async def _wait_for_cap(self, hold: CapHold) -> bool:
+        """End `throttled`, or wait durably for the slot a frequency cap frees (policy `defer`);
+        True when it waited and should try again."""
+        if hold.until is None:
+            self._finish(Phase.throttled, hold.reason)
+            return False
+        self._event(f"{hold.reason}; waiting for the next slot at {hold.until.isoformat()}")
+        await self._sleep_until(hold.until, Phase.waiting_frequency_cap, "until a frequency-cap slot frees")
+        return True
 
     async def _sleep_until(self, when: datetime, phase: Phase, why: str) -> None:
         """Sleep durably until `when`, waking early for cancel, reschedule or expiry."""
@@ -586,7 +616,8 @@ class NotificationWorkflow:
 
     def _waiting(self) -> bool:
         return (
-            self._state.phase in (Phase.scheduled, Phase.waiting_quiet_hours) and not self._cancel_requested
+            self._state.phase in (Phase.scheduled, Phase.waiting_quiet_hours, Phase.waiting_frequency_cap)
+            and not self._cancel_requested
         )
 
     def _check_cancel(self) -> SignalOutcome:

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from tidings.activities.store.counters import SendCounters
 from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
 
 
@@ -273,6 +274,9 @@ class Store(Protocol):
 
     @property
     def api_keys(self) -> ApiKeyStore: ...
+
+    @property
+    def counters(self) -> SendCounters: ...
 
     async def get(self, recipient_id: str) -> Recipient | None:
         """The recipient with devices and preferences: one database round trip."""

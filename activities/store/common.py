@@ -55,6 +55,7 @@ PREFERENCE_COLUMNS = (
     "opted_out_category_channels",
     "quiet_hours_start",
     "quiet_hours_end",
+    "frequency_caps",
 )
 
 Change = Callable[[Recipient], bool]
@@ -80,6 +81,10 @@ def preference_row(recipient: Recipient) -> dict[str, Any]:
         },
         "quiet_hours_start": start,
         "quiet_hours_end": end,
+        "frequency_caps": {
+            channel.value: [str(rule) for rule in rules]
+            for channel, rules in sorted(p.frequency_caps.items())
+        },
     }
 
 
@@ -187,9 +192,12 @@ def disable_webhook(url: str, reason: str) -> Change:
     return change
 
 
-def write_statements(parameter: Callable[[str], str]) -> tuple[str, str, str]:
+def write_statements(
+    parameter: Callable[[str], str], preference_columns: tuple[str, ...] = PREFERENCE_COLUMNS
+) -> tuple[str, str, str]:
     """The subscriber upsert, preferences upsert and device insert, with named parameters written
-    in the driver's style (`parameter("id")` is `%(id)s` for psycopg, `:id` for sqlite3)."""
+    in the driver's style (`parameter("id")` is `%(id)s` for psycopg, `:id` for sqlite3).
+    A migration that writes recipients passes the preference columns of its own version."""
 
     def values(columns: tuple[str, ...] | list[str]) -> str:
         return ", ".join(parameter(c) for c in columns)
@@ -201,10 +209,10 @@ def write_statements(parameter: Callable[[str], str]) -> tuple[str, str, str]:
         + ", updated_at = excluded.updated_at"
     )
     preferences = (
-        f"INSERT INTO preferences (subscriber_id, {', '.join(PREFERENCE_COLUMNS)}) "
-        f"VALUES ({parameter('subscriber_id')}, {values(PREFERENCE_COLUMNS)}) "
+        f"INSERT INTO preferences (subscriber_id, {', '.join(preference_columns)}) "
+        f"VALUES ({parameter('subscriber_id')}, {values(preference_columns)}) "
         "ON CONFLICT (subscriber_id) DO UPDATE SET "
-        + ", ".join(f"{c} = excluded.{c}" for c in PREFERENCE_COLUMNS)
+        + ", ".join(f"{c} = excluded.{c}" for c in preference_columns)
     )
     device = (
         f"INSERT INTO devices (subscriber_id, {', '.join(DEVICE_COLUMNS)}) "

@@ -45,6 +45,7 @@ from tidings.activities.store.base import (
     StoreUnavailableError,
     check_page,
 )
+from tidings.activities.store.postgres_counters import PostgresCounters
 from tidings.activities.store.postgres_migrations import LATEST_VERSION, LOCK_KEY, MIGRATIONS
 from tidings.models import DeliveryReceipt, Recipient
 
@@ -69,7 +70,8 @@ SELECT json_build_object(
         'opted_out_categories', COALESCE(p.opted_out_categories, '[]'::jsonb),
         'opted_out_category_channels', COALESCE(p.opted_out_category_channels, '{}'::jsonb),
         'quiet_hours', CASE WHEN p.quiet_hours_start IS NULL THEN NULL
-            ELSE json_build_object('start', p.quiet_hours_start, 'end', p.quiet_hours_end) END)
+            ELSE json_build_object('start', p.quiet_hours_start, 'end', p.quiet_hours_end) END,
+        'frequency_caps', COALESCE(p.frequency_caps, '{}'::jsonb))
 )::text
 FROM subscribers AS s LEFT JOIN preferences AS p ON p.subscriber_id = s.id
 """
@@ -84,6 +86,7 @@ _JSON_COLUMNS = {
     "subscription",
     "data",
     "scopes",
+    "frequency_caps",
 }
 
 
@@ -135,6 +138,7 @@ class PostgresStore(common.SubscriberChanges):
         self.inbox = PostgresInbox(self)
         self.receipts = PostgresReceiptLog(self)
         self.api_keys = PostgresApiKeys(self)
+        self.counters = PostgresCounters(self)
 
     @classmethod
     async def open(

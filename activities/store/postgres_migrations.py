@@ -121,8 +121,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    # Versions 3 and 4 belong to other features; this one needs only version 2's tables.
+    Migration(
+        5,
+        "send reservations (throttles, frequency caps) and recipients' frequency caps",
+        """
+        CREATE TABLE send_reservations (
+            notification_id text NOT NULL,
+            counter text NOT NULL,
+            recipient_id text NOT NULL,
+            reserved_at timestamptz NOT NULL,
+            PRIMARY KEY (notification_id, counter)
+        );
+        CREATE INDEX send_reservations_by_counter ON send_reservations (recipient_id, counter, reserved_at);
+        ALTER TABLE preferences ADD COLUMN frequency_caps jsonb NOT NULL DEFAULT '{}';
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
 # pg_advisory_xact_lock key: "tidings" in ASCII, so other applications sharing the server differ.
 LOCK_KEY = 0x74696469_6E6773
+# pg_advisory_xact_lock(COUNTER_LOCK_SPACE, hashtext(recipient id)): send reservations of one
+# recipient are taken one after another ("tdgc" in ASCII, a 32-bit key space of its own).
+COUNTER_LOCK_SPACE = 0x74646763

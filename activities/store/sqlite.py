@@ -33,6 +33,7 @@ from tidings.activities.store.base import (
     StoreSchemaError,
     check_page,
 )
+from tidings.activities.store.sqlite_counters import SqliteCounters
 from tidings.models import DeliveryReceipt, Recipient
 
 T = TypeVar("T")
@@ -156,6 +157,20 @@ _V4_TRIGGERS = [
     END"""
     for event in ("INSERT", "UPDATE")
 ]
+# Version 5: send reservations (throttles and frequency caps, see activities/store/counters.py)
+# and recipients' frequency caps. Versions 3 and 4 belong to other features; this one applies on
+# top of 2 whether or not they exist (the migrator takes the next version it knows).
+_V5 = """
+CREATE TABLE send_reservations (
+    notification_id TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    recipient_id TEXT NOT NULL,
+    reserved_at INTEGER NOT NULL,
+    PRIMARY KEY (notification_id, counter)
+);
+CREATE INDEX send_reservations_by_counter ON send_reservations (recipient_id, counter, reserved_at);
+ALTER TABLE preferences ADD COLUMN frequency_caps TEXT NOT NULL DEFAULT '{}'
+"""
 
 
 def _statements(script: str) -> list[str]:
@@ -195,13 +210,18 @@ SELECT json_object(
         'opted_out_categories', json(COALESCE(p.opted_out_categories, '[]')),
         'opted_out_category_channels', json(COALESCE(p.opted_out_category_channels, '{}')),
         'quiet_hours', json(CASE WHEN p.quiet_hours_start IS NULL THEN NULL
-            ELSE json_object('start', p.quiet_hours_start, 'end', p.quiet_hours_end) END)))
+            ELSE json_object('start', p.quiet_hours_start, 'end', p.quiet_hours_end) END),
+        'frequency_caps', json(COALESCE(p.frequency_caps, '{}'))))
 FROM subscribers AS s LEFT JOIN preferences AS p ON p.subscriber_id = s.id
 """
 
 _UPSERT_SUBSCRIBER, _UPSERT_PREFERENCES, _INSERT_DEVICE = common.write_statements(lambda column: f":{column}")
+# Version 2 moves recipients into their tables: with its own columns (frequency_caps came in 5).
+_V2_UPSERT_PREFERENCES = common.write_statements(
+    lambda column: f":{column}", tuple(c for c in common.PREFERENCE_COLUMNS if c != "frequency_caps")
+)[1]
 
-LATEST_VERSION = 4
+LATEST_VERSION = 5
 
 
 class _Database:
@@ -245,8 +265,13 @@ def _migrate_v2(db: sqlite3.Connection) -> None:
     for statement in _statements(_V2_TABLES):
         db.execute(statement)
     for (document,) in db.execute("SELECT document FROM subscribers_v1 ORDER BY id").fetchall():
-        _write_recipient(db, Recipient.model_validate_json(document))
+        _write_recipient(db, Recipient.model_validate_json(document), _V2_UPSERT_PREFERENCES)
     db.execute("DROP TABLE subscribers_v1")
+
+
+def _migrate_v5(db: sqlite3.Connection) -> None:
+    for statement in _statements(_V5):
+        db.execute(statement)
 
 
 def _migrate_v4(db: sqlite3.Connection) -> None:
@@ -257,7 +282,12 @@ def _migrate_v4(db: sqlite3.Connection) -> None:
 
 # Version 3 is another feature's (reserved); each step goes to the next version listed here, so a
 # version missing from this build is skipped rather than blocking the ones after it.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_v1, 2: _migrate_v2, 4: _migrate_v4}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_v1,
+    2: _migrate_v2,
+    4: _migrate_v4,
+    5: _migrate_v5,
+}
 
 
 def migrate_database(db: sqlite3.Connection, target: int = LATEST_VERSION) -> list[int]:
@@ -290,9 +320,11 @@ def _load(db: sqlite3.Connection, recipient_id: str) -> Recipient | None:
     return Recipient.model_validate_json(row[0]) if row else None
 
 
-def _write_recipient(db: sqlite3.Connection, recipient: Recipient) -> None:
+def _write_recipient(
+    db: sqlite3.Connection, recipient: Recipient, upsert_preferences: str = _UPSERT_PREFERENCES
+) -> None:
     db.execute(_UPSERT_SUBSCRIBER, _params(common.subscriber_row(recipient)))
-    db.execute(_UPSERT_PREFERENCES, _params(common.preference_row(recipient)))
+    db.execute(upsert_preferences, _params(common.preference_row(recipient)))
     db.execute("DELETE FROM devices WHERE subscriber_id = ?", (recipient.id,))
     db.executemany(_INSERT_DEVICE, [_params(row) for row in common.device_rows(recipient)])
 
@@ -324,6 +356,7 @@ class SqliteStore(common.SubscriberChanges):
         self.inbox = SqliteInbox(self)
         self.receipts = SqliteReceiptLog(self)
         self.api_keys = SqliteApiKeys(self)
+        self.counters = SqliteCounters(self)
 
     @classmethod
     async def open(cls, path: Path | str, *, migrate: bool = True, check: bool = True) -> SqliteStore:

@@ -4,6 +4,8 @@
 - `recipients`: a subscriber's profile, devices and preferences;
 - `requests`: what a service asks for (NotificationRequest) and one workflow's input;
 - `deliveries`: what the workflow hands its activities and what they answer;
+- `caps`: throttles and frequency caps, and the store reservations that enforce them;
+- `digests`: digests (many events, one message per window) and their workflow's state;
 - `state`: the queryable notification state, receipts and engagement.
 
 These pydantic models are the single source of truth for validation. The client validates a
@@ -15,6 +17,36 @@ Imported inside Temporal's workflow sandbox: every module here stays free of I/O
 
 from __future__ import annotations
 
+from tidings.models.caps import (
+    CapCheck as CapCheck,
+)
+from tidings.models.caps import (
+    CapHold as CapHold,
+)
+from tidings.models.caps import (
+    CapPolicy as CapPolicy,
+)
+from tidings.models.caps import (
+    CapRule as CapRule,
+)
+from tidings.models.caps import (
+    CapRuleModel as CapRuleModel,
+)
+from tidings.models.caps import (
+    CapRules as CapRules,
+)
+from tidings.models.caps import (
+    CounterLimit as CounterLimit,
+)
+from tidings.models.caps import (
+    Refusal as Refusal,
+)
+from tidings.models.caps import (
+    ReservationRequest as ReservationRequest,
+)
+from tidings.models.caps import (
+    Throttle as Throttle,
+)
 from tidings.models.deliveries import (
     DeactivateDeviceInput as DeactivateDeviceInput,
 )
@@ -44,6 +76,36 @@ from tidings.models.deliveries import (
 )
 from tidings.models.deliveries import (
     delivery_id_for as delivery_id_for,
+)
+from tidings.models.digest_spec import (
+    DEFAULT_DIGEST_TEMPLATE as DEFAULT_DIGEST_TEMPLATE,
+)
+from tidings.models.digest_spec import (
+    DigestSpec as DigestSpec,
+)
+from tidings.models.digests import (
+    DIGEST_WORKFLOW_PREFIX as DIGEST_WORKFLOW_PREFIX,
+)
+from tidings.models.digests import (
+    DigestInput as DigestInput,
+)
+from tidings.models.digests import (
+    DigestItem as DigestItem,
+)
+from tidings.models.digests import (
+    DigestPhase as DigestPhase,
+)
+from tidings.models.digests import (
+    DigestState as DigestState,
+)
+from tidings.models.digests import (
+    NextLocalTimeInput as NextLocalTimeInput,
+)
+from tidings.models.digests import (
+    digest_variables as digest_variables,
+)
+from tidings.models.digests import (
+    digest_workflow_id as digest_workflow_id,
 )
 from tidings.models.fields import (
     DEFAULT_TASK_QUEUE as DEFAULT_TASK_QUEUE,
@@ -212,4 +274,5 @@ from tidings.models.state import (
 )
 
 DestinationState.model_rebuild()
+DigestState.model_rebuild()
 NotificationState.model_rebuild()

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from tidings.models.caps import CapCheck, CapHold
 from tidings.models.fields import AwareDatetime, Channel, Model, Priority
 from tidings.models.recipients import Recipient
 from tidings.models.requests import Content, RetrySpec
@@ -108,6 +109,9 @@ class PrepareInput(Model):
     recipient: Recipient | None = None
     channels: list[Channel]
     at: AwareDatetime
+    caps: CapCheck | None = Field(
+        default=None, description="reserve throttle and frequency-cap slots when about to send"
+    )
 
 
 class Preparation(Model):
@@ -116,6 +120,7 @@ class Preparation(Model):
     quiet_hours_until: AwareDatetime | None = None
     retry: dict[Channel, RetrySpec]
     push_success: Literal["any", "all"] = "any"
+    hold: CapHold | None = Field(default=None, description="a throttle or frequency cap stops it for now")
 
 
 class DisableWebhookInput(Model):

@@ -10,6 +10,7 @@ from typing import Annotated
 import phonenumbers
 from pydantic import Field, field_validator, model_validator
 
+from tidings.models.caps import CapRules
 from tidings.models.fields import (
     MAX_DEVICES,
     MAX_RECIPIENT_BYTES,
@@ -117,6 +118,11 @@ class Preferences(Model):
         default_factory=dict, description="per category, the channels the recipient turned off"
     )
     quiet_hours: QuietHours | None = None
+    frequency_caps: dict[Channel, CapRules] = Field(
+        default_factory=dict,
+        description='per channel, caps replacing the settings\' default, e.g. {"push": ["3/PT1H"]}; '
+        "an empty list means no cap on that channel",
+    )
 
 
 class Recipient(Model):

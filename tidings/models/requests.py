@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from tidings.models.caps import Throttle
+from tidings.models.digest_spec import DigestSpec
 from tidings.models.fields import (
     MAX_CONTENT_BYTES,
     MAX_TITLE_LENGTH,
@@ -145,6 +147,10 @@ class _NotificationCommon(Model):
     schedule_at: AwareDatetime | None = None
     expires_at: AwareDatetime | None = None
     retry: dict[Channel, RetryOverride] = Field(default_factory=dict)
+    throttle: Throttle | None = Field(
+        default=None,
+        description="at most `limit` per recipient and `key` in any `window`; the excess ends `throttled`",
+    )
 
     @model_validator(mode="after")
     def _plan_and_times_are_consistent(self) -> _NotificationCommon:
@@ -189,12 +195,20 @@ class NotificationRequest(_NotificationCommon):
 
     id: Identifier | None = None
     recipients: list[RecipientRef] = Field(min_length=1, max_length=100)
+    digest: DigestSpec | None = Field(
+        default=None,
+        description="join the recipient's digest with this key instead of sending at once (see DigestSpec)",
+    )
 
     @model_validator(mode="after")
     def _distinct_recipients(self) -> NotificationRequest:
         ids = [r if isinstance(r, str) else r.id for r in self.recipients]
         if len(set(ids)) != len(ids):
             raise ValueError("a recipient is listed twice")
+        if self.digest is not None and (self.schedule_at or self.expires_at or self.throttle):
+            raise ValueError(
+                "a digest item cannot have schedule_at, expires_at or throttle (the digest is sent as one)"
+            )
         return self
 
 

@@ -12,10 +12,14 @@ from tidings.models.fields import AwareDatetime, Channel, Model, Priority
 
 
 class Phase(StrEnum):
-    """Where a notification is in its life. The last six are final."""
+    """Where a notification is in its life. The first four are not final.
+
+    `throttled`: a throttle or frequency cap stopped it (the reason says which); it was not sent.
+    `waiting_frequency_cap`: a frequency cap with policy `defer` holds it until a slot frees."""
 
     scheduled = "scheduled"
     waiting_quiet_hours = "waiting_quiet_hours"
+    waiting_frequency_cap = "waiting_frequency_cap"
     sending = "sending"
     delivered = "delivered"
     partially_delivered = "partially_delivered"
@@ -23,10 +27,14 @@ class Phase(StrEnum):
     cancelled = "cancelled"
     expired = "expired"
     skipped_by_preferences = "skipped_by_preferences"
+    throttled = "throttled"
 
     @property
     def is_final(self) -> bool:
-        return self not in (Phase.scheduled, Phase.waiting_quiet_hours, Phase.sending)
+        return self not in _WAITING_OR_SENDING
+
+
+_WAITING_OR_SENDING = (Phase.scheduled, Phase.waiting_quiet_hours, Phase.waiting_frequency_cap, Phase.sending)
 
 
 class DeliveryStatus(StrEnum):
