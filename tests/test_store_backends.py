@@ -31,6 +31,7 @@ from tidings.activities.store.base import (
 )
 from tidings.activities.store.factory import open_store
 from tidings.activities.store.postgres import PostgresStore
+from tidings.activities.store.postgres_migrations import LATEST_VERSION
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import (
     Channel,
@@ -165,8 +166,8 @@ async def test_a_recipient_load_is_one_query(any_store: Store, monkeypatch: pyte
 async def test_migrations_on_an_empty_database(store_opener: Opener) -> None:
     store = await store_opener(migrate=False, check=False)
     assert await store.schema_version() == 0
-    assert await store.migrate() == [1, 2]
-    assert await store.schema_version() == 2
+    assert await store.migrate() == list(range(1, LATEST_VERSION + 1))
+    assert await store.schema_version() == LATEST_VERSION
     assert await store.migrate() == []
     await store.put(full_recipient())
     assert await store.get("full") == full_recipient()
@@ -193,7 +194,7 @@ async def test_postgres_upgrade_from_the_previous_version(postgres_dsn: str) -> 
         await PostgresStore.open(postgres_dsn, migrate=False)
     store = await PostgresStore.open(postgres_dsn)  # a worker starting: migrates in place
     try:
-        assert await store.schema_version() == 2
+        assert await store.schema_version() == LATEST_VERSION
         assert await store.get("full") == full_recipient()
         assert [m.delivery_id for m in await store.inbox.list("u1")] == ["d1"]
         assert [r.receipt.delivery_id for r in await store.receipts.by_delivery("d1")] == ["d1"]
@@ -254,7 +255,7 @@ async def test_sqlite_upgrade_from_the_release_layout(tmp_path: Path) -> None:
         await SqliteStore.open(path, migrate=False)
     store = await SqliteStore.open(path)
     try:
-        assert await store.schema_version() == 2
+        assert await store.schema_version() == LATEST_VERSION
         assert [await store.get(r.id) for r in recipients] == recipients
         [kept] = await store.inbox.list("u1")
         assert kept.title == "hello" and kept.read_at is not None
@@ -284,7 +285,7 @@ async def test_workers_starting_together_migrate_once(postgres_dsn: str) -> None
             cur = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
             return [r[0] for r in await cur.fetchall()]
 
-        assert await stores[0].run(versions) == [1, 2]
+        assert await stores[0].run(versions) == list(range(1, LATEST_VERSION + 1))
     finally:
         for store in stores:
             await store.aclose()
@@ -401,10 +402,10 @@ async def test_cli_on_postgres(postgres_server: PostgresServer) -> None:
     assert run_cli(env, "store", "status") == {
         "backend": "postgres",
         "schema_version": 0,
-        "latest_version": 2,
+        "latest_version": LATEST_VERSION,
     }
     migrated = run_cli(env, "store", "migrate")
-    assert migrated["applied"] == [1, 2] and migrated["version"] == 2
+    assert migrated["applied"] == list(range(1, LATEST_VERSION + 1)) and migrated["version"] == LATEST_VERSION
     run_cli(env, "subscriber", "add", "u9", "--email", "u9@example.com", "--timezone", "Europe/Berlin")
     run_cli(env, "subscriber", "add-device", "u9", "phone", "--platform", "fcm", "--token", "tok")
     run_cli(

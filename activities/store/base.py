@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field
 
 from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
+
+if TYPE_CHECKING:
+    from tidings.activities.store.broadcast_tables import BroadcastTables
 
 
 class UnknownRecipientError(LookupError):
@@ -139,6 +142,11 @@ class Store(Protocol):
 
     @property
     def receipts(self) -> ReceiptLog: ...
+
+    @property
+    def broadcasts(self) -> BroadcastTables:
+        """Topics, broadcast audiences and per-recipient broadcast outcomes."""
+        ...
 
     async def get(self, recipient_id: str) -> Recipient | None:
         """The recipient with devices and preferences: one database round trip."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from tidings.activities.store.broadcast_tables import MIGRATION_3
+
 
 class Migration(NamedTuple):
     version: int
@@ -99,6 +101,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX late_receipts_by_delivery ON late_receipts (delivery_id);
         CREATE INDEX late_receipts_by_provider_message ON late_receipts (provider_message_id);
         """,
+    ),
+    Migration(
+        3,
+        "broadcasts: topics, topic subscriptions and opt-outs, broadcast audiences and outcomes",
+        MIGRATION_3.format(ts="timestamptz", c='COLLATE "C"'),
     ),
 )
 

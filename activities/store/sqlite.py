@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -29,6 +29,7 @@ from tidings.activities.store.base import (
     StoreSchemaError,
     check_page,
 )
+from tidings.activities.store.broadcast_tables import MIGRATION_3, BroadcastTables
 from tidings.models import DeliveryReceipt, Recipient
 
 T = TypeVar("T")
@@ -169,7 +170,7 @@ FROM subscribers AS s LEFT JOIN preferences AS p ON p.subscriber_id = s.id
 
 _UPSERT_SUBSCRIBER, _UPSERT_PREFERENCES, _INSERT_DEVICE = common.write_statements(lambda column: f":{column}")
 
-LATEST_VERSION = 2
+LATEST_VERSION = 3
 
 
 class _Database:
@@ -217,7 +218,12 @@ def _migrate_v2(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE subscribers_v1")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_v1, 2: _migrate_v2}
+def _migrate_v3(db: sqlite3.Connection) -> None:
+    for statement in _statements(MIGRATION_3.format(ts="TEXT", c="")):
+        db.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v3}
 
 
 def migrate_database(db: sqlite3.Connection, target: int = LATEST_VERSION) -> list[int]:
@@ -282,6 +288,7 @@ class SqliteStore(common.SubscriberChanges):
             raise
         self.inbox = SqliteInbox(self)
         self.receipts = SqliteReceiptLog(self)
+        self.broadcasts = SqliteBroadcasts(self)
 
     @classmethod
     async def open(cls, path: Path | str, *, migrate: bool = True, check: bool = True) -> SqliteStore:
@@ -549,6 +556,21 @@ class SqliteReceiptLog(common.ReceiptLookups):
             ).fetchall()
         )
         return [_late(tuple(r)) for r in rows]
+
+
+class SqliteBroadcasts(BroadcastTables):
+    recipient_query = _RECIPIENT_JSON
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        values = [_value(p) for p in params]
+        return await self._store.run(lambda db: [tuple(r) for r in db.execute(sql, values).fetchall()])
+
+    async def _write(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        values = [[_value(v) for v in row] for row in rows]
+        return await self._store.write(lambda db: db.executemany(sql, values).rowcount)
 
 
 # Earlier name of the SQLite store.
