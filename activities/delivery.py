@@ -34,6 +34,10 @@ from tidings.telemetry.tracing import provider_span
 log = logging.getLogger(__name__)
 
 
+class ProviderNotConfigured(PermanentDeliveryError):
+    """The destination's provider has no settings on this worker (a permanent failure)."""
+
+
 class Renderer(Protocol):
     def render(self, content: Content, recipient: Recipient, channel: Channel) -> RenderedMessage: ...
 
@@ -123,6 +127,44 @@ class DeliveryActivities:
     @activity.defn(name="deliver")
     async def deliver(self, delivery: DeliveryInput) -> DeliveryResult:
         attempt = activity.info().attempt
+        try:
+            return await self.send(delivery, attempt)
+        except ProviderNotConfigured as exc:
+            raise ApplicationError(
+                exc.reason,
+                {"attempt": attempt, "kind": "permanent"},
+                type="ProviderNotConfigured",
+                non_retryable=True,
+            ) from None
+        except RenderError as exc:
+            raise ApplicationError(
+                f"cannot render content: {exc}",
+                failure_details(exc, attempt),
+                type="RenderError",
+                non_retryable=True,
+            ) from None
+        except ThrottledDeliveryError as exc:
+            raise ApplicationError(
+                exc.reason,
+                failure_details(exc, attempt),
+                type="ThrottledDeliveryError",
+                next_retry_delay=exc.retry_after,
+            ) from None
+        except DeliveryError as exc:
+            raise ApplicationError(
+                exc.reason,
+                failure_details(exc, attempt),
+                type=type(exc).__name__,
+                non_retryable=isinstance(exc, PermanentDeliveryError),
+                next_retry_delay=exc.retry_after if isinstance(exc, TransientDeliveryError) else None,
+            ) from None
+
+    async def send(self, delivery: DeliveryInput, attempt: int) -> DeliveryResult:
+        """Render one message and hand it to its provider, once: the one path every delivery takes
+        (the `deliver` activity, and each recipient of a broadcast batch).
+
+        Raises `ProviderNotConfigured`, `RenderError` or the provider's `DeliveryError`; the
+        caller decides what a failure means (Temporal's retry policy, or the batch's own)."""
         destination = delivery.destination
         channel = destination.channel.value
         fields = delivery_fields(
@@ -131,11 +173,8 @@ class DeliveryActivities:
         provider = self._providers.get(destination.provider)
         if provider is None:
             hint = SETTINGS_HINT.get(destination.provider, f"the {destination.provider} section")
-            raise ApplicationError(
-                f"provider {destination.provider!r} is not configured on this worker; set {hint}",
-                {"attempt": attempt, "kind": "permanent"},
-                type="ProviderNotConfigured",
-                non_retryable=True,
+            raise ProviderNotConfigured(
+                f"provider {destination.provider!r} is not configured on this worker; set {hint}"
             )
         try:
             delivery = await self._with_stored_secrets(delivery)
@@ -144,13 +183,6 @@ class DeliveryActivities:
                 self._links.apply(delivery, message)
             with provider_span(delivery.delivery_id, channel, destination.provider, attempt):
                 receipt = await provider.send(delivery, message)
-        except RenderError as exc:
-            raise ApplicationError(
-                f"cannot render content: {exc}",
-                failure_details(exc, attempt),
-                type="RenderError",
-                non_retryable=True,
-            ) from None
         except ThrottledDeliveryError as exc:
             metrics.provider_responded(channel, destination.provider, "throttled")
             log.info(
@@ -160,12 +192,7 @@ class DeliveryActivities:
                 scrub_personal(exc.reason, [destination.address, delivery.destination.address]),
                 extra=fields,
             )
-            raise ApplicationError(
-                exc.reason,
-                failure_details(exc, attempt),
-                type="ThrottledDeliveryError",
-                next_retry_delay=exc.retry_after,
-            ) from None
+            raise
         except DeliveryError as exc:
             metrics.provider_responded(
                 channel, destination.provider, "permanent" if exc.kind == "permanent" else "transient"
@@ -177,13 +204,7 @@ class DeliveryActivities:
                 scrub_personal(exc.reason, [destination.address, delivery.destination.address]),
                 extra=fields,
             )
-            raise ApplicationError(
-                exc.reason,
-                failure_details(exc, attempt),
-                type=type(exc).__name__,
-                non_retryable=isinstance(exc, PermanentDeliveryError),
-                next_retry_delay=exc.retry_after if isinstance(exc, TransientDeliveryError) else None,
-            ) from None
+            raise
         accepted_at = datetime.now(UTC)
         metrics.provider_accepted(channel, destination.provider, accepted_at)
         log.info("delivery %s accepted by %s", delivery.delivery_id, destination.provider, extra=fields)
