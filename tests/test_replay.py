@@ -3,7 +3,8 @@
 `tests/histories/` holds histories recorded with earlier versions of NotificationWorkflow (the
 `v1-*` files: before the workflow took raw input and used delivery ids as activity ids), one per
 kind of notification: delivered, stored recipient, fallback, retried, cancelled, rescheduled,
-escalation stopped by a read, and one still waiting for its schedule. Besides these, every test
+escalation stopped by a read, and one still waiting for its schedule; and `broadcast-v1-completed`,
+a BroadcastWorkflow to a topic in batches. Besides these, every test
 that uses the `tidings` fixture replays the histories of the notifications it started (see
 `tests/conftest.py`).
 """
@@ -19,6 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tidings.workers.worker import workflow_runner
+from tidings.workflows.broadcast import BroadcastWorkflow
 from tidings.workflows.notification import NotificationWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -26,7 +28,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=[NotificationWorkflow],
+        workflows=[NotificationWorkflow, BroadcastWorkflow],
         workflow_runner=workflow_runner(),
         data_converter=pydantic_data_converter,
     )
