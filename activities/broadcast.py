@@ -22,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -46,6 +47,7 @@ from tidings.activities.providers.base import (
 )
 from tidings.activities.rendering import RenderError
 from tidings.activities.store.base import Store
+from tidings.codec import recipient_hash_key, recipient_search_value
 from tidings.models import (
     Channel,
     ChannelStep,
@@ -146,6 +148,33 @@ async def _heartbeating(detail: list[str]) -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
+
+
+async def cancel_deferred_notifications(
+    client: Client,
+    store: Store,
+    broadcast_id: str,
+    reason: str | None,
+    progress: Callable[[str], None] | None = None,
+) -> int:
+    """Signal `cancel` to every NotificationWorkflow a broadcast deferred for quiet hours; how many
+    took the signal. Run by a cancelled broadcast, and by `tidings broadcast cancel` after a
+    broadcast finished (its deferred recipients may still be waiting).
+
+    They are found through the store (`deferred` outcomes; their workflow ids derive from the
+    recipient ids), not through visibility, which lags and may be absent."""
+    cancelled = 0
+    after = ""
+    while page := await store.broadcasts.list_outcomes(broadcast_id, OutcomeStatus.deferred, after, 500):
+        for outcome in page:
+            if progress is not None:
+                progress(outcome.recipient_id)
+            handle = client.get_workflow_handle(recipient_workflow_id(broadcast_id, outcome.recipient_id))
+            with contextlib.suppress(RPCError):  # finished already: nothing to cancel
+                await handle.signal("cancel", reason)
+                cancelled += 1
+        after = page[-1].recipient_id
+    return cancelled
 
 
 class BroadcastActivities:
@@ -325,7 +354,9 @@ class BroadcastActivities:
         attributes = TypedSearchAttributes(
             [
                 SearchAttributePair(sa.NOTIFICATION_STATUS, "scheduled"),
-                SearchAttributePair(sa.RECIPIENT_ID, recipient_id),
+                SearchAttributePair(
+                    sa.RECIPIENT_ID, recipient_search_value(recipient_hash_key(self._settings), recipient_id)
+                ),
                 SearchAttributePair(sa.NOTIFICATION_CHANNELS, [c.value for c in notification.all_channels]),
                 SearchAttributePair(sa.NOTIFICATION_PRIORITY, notification.priority.value),
                 SearchAttributePair(sa.BROADCAST_ID, batch.broadcast_id),
@@ -345,26 +376,10 @@ class BroadcastActivities:
 
     @activity.defn(name="broadcast_cancel_deferred")
     async def cancel_deferred(self, request: CancelDeferredInput) -> int:
-        """Cancel the NotificationWorkflows this broadcast handed recipients in quiet hours to.
-
-        They are found through the store (`deferred` outcomes: their workflow ids are derived from
-        the recipient ids), not through visibility, which lags and may be absent."""
-        client = activity.client()
-        cancelled = 0
-        after = ""
-        while page := await self._store.broadcasts.list_outcomes(
-            request.broadcast_id, OutcomeStatus.deferred, after=after, limit=500
-        ):
-            for outcome in page:
-                activity.heartbeat(outcome.recipient_id)
-                handle = client.get_workflow_handle(
-                    recipient_workflow_id(request.broadcast_id, outcome.recipient_id)
-                )
-                with contextlib.suppress(RPCError):  # finished already: nothing to cancel
-                    await handle.signal("cancel", request.reason)
-                    cancelled += 1
-            after = page[-1].recipient_id
-        return cancelled
+        """Cancel the NotificationWorkflows this broadcast handed recipients in quiet hours to."""
+        return await cancel_deferred_notifications(
+            activity.client(), self._store, request.broadcast_id, request.reason, activity.heartbeat
+        )
 
     def _planned_delivery_ids(self, batch: BatchInput, recipient: Recipient) -> list[str]:
         workflow_id = recipient_workflow_id(batch.broadcast_id, recipient.id)

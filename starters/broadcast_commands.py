@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from tidings.activities.broadcast import cancel_deferred_notifications
 from tidings.activities.store.base import Store
 from tidings.activities.store.factory import open_store
 from tidings.models.broadcasts import FINAL_BROADCAST_PHASES, BroadcastProgress, OutcomeStatus, Topic
 from tidings.settings import Settings
-from tidings.starters.broadcasts import InvalidBroadcastError, parse_broadcast
+from tidings.starters.broadcasts import BroadcastNotFoundError, InvalidBroadcastError, parse_broadcast
 from tidings.starters.client import TidingsClient
 
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED = 0, 2, 3
@@ -191,9 +192,25 @@ async def _control(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "resume":
         outcome = await handle.resume()
     elif args.action == "cancel":
-        outcome = await handle.cancel(args.reason)
+        return await _cancel(args, settings, client)
     else:
         outcome = await handle.set_rate(None if args.rate == "unlimited" else _rate(args.rate))
+    _print(outcome.model_dump(mode="json"))
+    return EXIT_OK if outcome.accepted else EXIT_REFUSED
+
+
+async def _cancel(args: argparse.Namespace, settings: Settings, client: TidingsClient) -> int:
+    """Cancel a running broadcast (which cancels its deferred recipients itself); for a finished
+    one, cancel the recipients it deferred for quiet hours that are still waiting."""
+    try:
+        outcome = await client.broadcast_handle(args.id).cancel(args.reason)
+    except BroadcastNotFoundError:
+        async with _store(settings) as store:
+            waiting = await cancel_deferred_notifications(client.client, store, args.id, args.reason)
+        _print(
+            {"accepted": waiting > 0, "reason": "broadcast already finished", "deferred_cancelled": waiting}
+        )
+        return EXIT_OK if waiting else EXIT_REFUSED
     _print(outcome.model_dump(mode="json"))
     return EXIT_OK if outcome.accepted else EXIT_REFUSED
 

@@ -10,9 +10,19 @@ from datetime import time
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from tidings.activities.broadcast import recipient_workflow_id
+from tidings.activities.broadcast import cancel_deferred_notifications, recipient_workflow_id
 from tidings.activities.store.base import Store
-from tidings.models import Channel, Destination, Preferences, Priority, QuietHours, Recipient, delivery_id_for
+from tidings.models import (
+    Channel,
+    Destination,
+    NotificationState,
+    Phase,
+    Preferences,
+    Priority,
+    QuietHours,
+    Recipient,
+    delivery_id_for,
+)
 from tidings.models.broadcasts import BroadcastPhase, OutcomeStatus, Topic
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.starters.broadcasts import BroadcastNotFoundError, InvalidBroadcastError
@@ -205,7 +215,11 @@ async def test_quiet_hours_defer_to_a_notification_workflow(
     assert deferred is not None and deferred.status is OutcomeStatus.deferred
     waiting = tidings.client.get_workflow_handle(recipient_workflow_id("night", "sleepy"))
     assert (await waiting.describe()).status is WorkflowExecutionStatus.RUNNING
-    await waiting.signal("cancel", "test over")
+    assert not [r for r in http_endpoint.requests if r.path.endswith("/sleepy")]
+    # the broadcast finished; its deferred recipient still waits, and can still be cancelled
+    assert await cancel_deferred_notifications(tidings.client, store, "night", "called off") == 1
+    state = NotificationState.model_validate(await waiting.result())
+    assert state.phase is Phase.cancelled and state.reason == "called off"
 
 
 async def _until(condition: object, within: float = 30.0) -> None:
