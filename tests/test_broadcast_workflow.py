@@ -8,6 +8,8 @@ from collections import Counter
 from datetime import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from temporalio.client import WorkflowExecutionStatus
 
 from tidings.activities.broadcast import cancel_deferred_notifications, recipient_workflow_id
@@ -23,11 +25,12 @@ from tidings.models import (
     Recipient,
     delivery_id_for,
 )
-from tidings.models.broadcasts import BroadcastPhase, OutcomeStatus, Topic
+from tidings.models.broadcasts import MAX_RATE, BroadcastPhase, OutcomeStatus, Topic
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.starters.broadcasts import BroadcastNotFoundError, InvalidBroadcastError
 from tidings.starters.client import TidingsClient
 from tidings.workflows import broadcast as broadcast_workflow
+from tidings.workflows.broadcast import check_rate
 
 
 def request(broadcast_id: str, **extra: object) -> dict[str, object]:
@@ -112,6 +115,9 @@ async def test_the_same_id_twice_sends_once(
         await tidings.broadcast(request("no-store", recipients=ids))
     with pytest.raises(InvalidBroadcastError, match="exactly one"):
         await tidings.broadcast(request("neither"))
+    escalating = [{"channel": "webhook", "fallback": ["email"], "escalate_after": {"webhook": "PT1H"}}]
+    with pytest.raises(InvalidBroadcastError, match="escalate_after needs a workflow per recipient"):
+        await tidings.broadcast(request("escalate", topic="news", channels=escalating))
 
 
 async def test_critical_priority_and_fallbacks(
@@ -229,3 +235,17 @@ async def _until(condition: object, within: float = 30.0) -> None:
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+@given(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=5)))
+def test_a_rate_is_a_positive_number_up_to_the_limit(value: object) -> None:
+    """`set_rate` (signal and update) takes any JSON value from any client: it is accepted exactly
+    when it is None (unlimited) or a number in (0, MAX_RATE]; anything else is a clear ValueError."""
+    ok = value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= MAX_RATE
+    )
+    if ok:
+        assert check_rate(value) == (None if value is None else float(value))  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ValueError, match="deliveries per second"):
+            check_rate(value)

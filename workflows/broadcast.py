@@ -357,7 +357,7 @@ class BroadcastWorkflow:
     def set_rate_signal(self, rate: RawValue = _NO_INPUT) -> None:
         try:
             value = None if rate is _NO_INPUT else decode(rate.payload, float | int | None, "rate")
-            self._set_rate(_check_rate(value))
+            self._set_rate(check_rate(value))
         except (InvalidInput, ValueError):
             return  # the update variant answers with the reason; a signal has nobody to tell
 
@@ -378,7 +378,7 @@ class BroadcastWorkflow:
 
     @workflow.update(name="set_rate")
     def set_rate_update(self, rate: float | None) -> SignalOutcome:
-        self._set_rate(_check_rate(rate))
+        self._set_rate(check_rate(rate))
         return SignalOutcome(accepted=True)
 
     @pause_update.validator
@@ -397,7 +397,7 @@ class BroadcastWorkflow:
     def _validate_rate(self, rate: float | None) -> None:
         self._refuse_when_final()
         try:
-            _check_rate(rate)
+            check_rate(rate)
         except ValueError as exc:
             raise ApplicationError(str(exc), type="RateRefused", non_retryable=True) from None
 
@@ -428,7 +428,7 @@ class BroadcastWorkflow:
         workflow.set_current_details(progress_details(self.progress()))
 
 
-def _check_rate(rate: Any) -> float | None:
+def check_rate(rate: Any) -> float | None:
     """A rate is a positive number of deliveries per second up to MAX_RATE, or None (unlimited)."""
     if rate is None:
         return None

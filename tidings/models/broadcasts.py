@@ -82,6 +82,11 @@ class BroadcastRequest(_NotificationCommon):
             raise ValueError("a broadcast goes to a topic or to a list of recipients (exactly one)")
         if self.recipients is not None and len(set(self.recipients)) != len(self.recipients):
             raise ValueError("a recipient is listed twice")
+        if any(step.escalate_after for step in self.channels):
+            raise ValueError(
+                "escalate_after needs a workflow per recipient to wait for the read: use `send` "
+                "(a broadcast tries each step's fallbacks only when a channel fails)"
+            )
         return self
 
     @property
