@@ -115,7 +115,8 @@ class BroadcastWorkflow:
             assert request.expires_at is not None
             self._finish(BroadcastPhase.expired, f"expired at {request.expires_at.isoformat()}")
         else:
-            self._counters.total = self._counters.done  # the audience as it was when paged
+            if self._reason is None:  # no batch failed: the audience is what was paged
+                self._counters.total = self._counters.done
             self._finish(BroadcastPhase.completed)
         return self.progress()
 
