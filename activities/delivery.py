@@ -38,6 +38,10 @@ from tidings.telemetry.tracing import provider_span
 log = logging.getLogger(__name__)
 
 
+class ProviderNotConfigured(PermanentDeliveryError):
+    """The destination's provider has no settings on this worker (a permanent failure)."""
+
+
 class Renderer(Protocol):
     def render(self, content: Content, recipient: Recipient, channel: Channel) -> RenderedMessage: ...
 
@@ -159,7 +163,7 @@ class DeliveryActivities:
             )
         if route is None:
             try:
-                return await self._send(delivery, delivery.destination.provider, info.attempt)
+                return await self.send(delivery, info.attempt)
             except (DeliveryError, RenderError) as exc:
                 raise application_error(exc, failure_details(exc, info.attempt)) from None
         return await self._send_routed(delivery, route, info)
@@ -175,7 +179,7 @@ class DeliveryActivities:
         attempt_started = time.monotonic()
         choice = route.choose(info.current_attempt_scheduled_time)
         try:
-            result = await self._send(delivery, choice.provider, attempt)
+            result = await self.send(delivery, attempt, choice.provider)
         except RenderError as exc:
             raise application_error(exc, self._routed_details(exc, attempt, route)) from None
         except PermanentDeliveryError as exc:
@@ -228,20 +232,25 @@ class DeliveryActivities:
             f"{provider}: {exc.reason}", details, type="ProviderFailover", next_retry_delay=soon
         )
 
-    async def _send(self, delivery: DeliveryInput, provider_name: str, attempt: int) -> DeliveryResult:
-        """Render and send with one provider. Provider failures are logged, counted and re-raised
-        as they are (`DeliveryError`, `RenderError`) for the caller to classify."""
+    async def send(
+        self, delivery: DeliveryInput, attempt: int, provider_name: str | None = None
+    ) -> DeliveryResult:
+        """Render one message and hand it to one provider (the destination's own unless a failover
+        route names another), once: the one path every delivery takes (the `deliver` activity, and
+        each recipient of a broadcast batch).
+
+        Raises `ProviderNotConfigured`, `RenderError` or the provider's `DeliveryError`, logged and
+        counted; the caller decides what a failure means (Temporal's retry policy, or the batch's
+        own)."""
+        provider_name = provider_name or delivery.destination.provider
         destination = delivery.destination
         channel = destination.channel.value
         fields = delivery_fields(delivery.workflow_id, delivery.delivery_id, channel, provider_name, attempt)
         provider = self._providers.get(provider_name)
         if provider is None:
             hint = SETTINGS_HINT.get(provider_name, f"the {provider_name} section")
-            raise ApplicationError(
-                f"provider {provider_name!r} is not configured on this worker; set {hint}",
-                {"attempt": attempt, "kind": "permanent"},
-                type="ProviderNotConfigured",
-                non_retryable=True,
+            raise ProviderNotConfigured(
+                f"provider {provider_name!r} is not configured on this worker; set {hint}"
             )
         try:
             delivery = await self._with_stored_secrets(delivery)

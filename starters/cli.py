@@ -49,6 +49,7 @@ from tidings.models import (
 from tidings.settings import Settings, SettingsError, load_settings
 from tidings.starters import (
     api_commands,
+    broadcast_commands,
     codec_commands,
     digest_commands,
     inbox,
@@ -56,6 +57,7 @@ from tidings.starters import (
     template_commands,
     vapid,
 )
+from tidings.starters.broadcasts import BroadcastNotFoundError, InvalidBroadcastError
 from tidings.starters.client import (
     InvalidRequestError,
     NotificationNotFoundError,
@@ -133,8 +135,11 @@ def _read_json_object(path: str, flag: str) -> dict[str, Any]:
 def build_send_request(args: argparse.Namespace) -> dict[str, Any]:
     if args.request:
         return _read_json_object(args.request, "--request")
-    if not args.to:
-        raise UsageError("say who to notify: --to RECIPIENT_ID (repeatable), or --request FILE")
+    if not args.to and not (args.topic or args.recipients_file):
+        raise UsageError(
+            "say who to notify: --to RECIPIENT_ID (repeatable), --topic TOPIC, --recipients-file FILE, "
+            "or --request FILE"
+        )
     if not args.channel:
         raise UsageError("say how: --channel email (repeatable; 'push>sms>email' adds fallbacks)")
     variables: dict[str, Any] = _read_json_object(args.vars, "--vars") if args.vars else {}
@@ -195,6 +200,8 @@ def _digest(args: argparse.Namespace) -> dict[str, Any] | None:
 
 async def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     request = build_send_request(args)
+    if args.topic or args.recipients_file:
+        return await broadcast_commands.send_broadcast(args, settings, request)
     validate_request(request, settings.templates.directory)
     if "digest" in request:
         return await _add_to_digest(request, args, settings)
@@ -512,7 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    send = sub.add_parser("send", help="send a notification (one workflow per recipient)")
+    send = sub.add_parser(
+        "send",
+        help="send a notification (one workflow per recipient; --topic/--recipients-file: a broadcast)",
+    )
     send.add_argument("--request", metavar="FILE", help="a JSON NotificationRequest instead of the flags")
     send.add_argument("--to", action="append", metavar="RECIPIENT_ID", help="repeatable")
     send.add_argument("--channel", action="append", metavar="PLAN", help="e.g. email, or push>sms>email")
@@ -558,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--digest-template", dest="digest_template", metavar="TEMPLATE_ID", help="default: digest"
     )
     send.add_argument("--wait", action="store_true", help="wait for the final state and print it")
+    broadcast_commands.add_send_flags(send)
     send.set_defaults(run=cmd_send)
 
     status = sub.add_parser("status", help="print a notification's state as JSON")
@@ -658,6 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     api_commands.register(sub)
     digest_commands.register(sub)
     store_commands.register(sub)
+    broadcast_commands.register(sub)
     template_commands.register(sub)
     vapid.register(sub)
     codec_commands.register(sub)
@@ -703,13 +715,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if hasattr(args, "handler"):
             return int(args.handler(args))
         parser.error("no command")
-    except (InvalidRequestError, SettingsError, UsageError) as exc:
+    except (InvalidRequestError, InvalidBroadcastError, SettingsError, UsageError) as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ValidationError as exc:
         print(f"tidings: {validation_message(exc, 'input')}", file=sys.stderr)
         return EXIT_USAGE
-    except (NotificationNotFoundError, UnknownRecipientError, LookupError) as exc:
+    except (NotificationNotFoundError, BroadcastNotFoundError, UnknownRecipientError, LookupError) as exc:
         print(f"tidings: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:  # bad input found past parsing (a template, a file)

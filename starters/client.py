@@ -40,6 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from tidings import search_attributes as sa
 from tidings.activities.failover.route import ledger_from
+from tidings.activities.store.base import Store
 from tidings.activities.templates import validate_template_content
 from tidings.codec import recipient_hash_key, recipient_search_value
 from tidings.models import (
@@ -57,7 +58,9 @@ from tidings.models import (
     notification_id_for,
     workflow_id_for,
 )
+from tidings.models.broadcasts import BroadcastRequest
 from tidings.settings import Settings, load_settings
+from tidings.starters.broadcasts import BroadcastHandle, broadcast_handle, parse_broadcast, start_broadcast
 from tidings.starters.digests import (
     DigestHandle,
     digest_content_for,
@@ -364,6 +367,17 @@ class TidingsClient:
         async for execution in self.client.list_workflows(query, limit=limit):
             ids.append(execution.id.removeprefix(WORKFLOW_ID_PREFIX))
         return ids
+
+    async def broadcast(
+        self, request: BroadcastRequest | dict[str, Any], store: Store | None = None
+    ) -> BroadcastHandle:
+        """Validate, store the recipient list (if any, in `store`), and start one BroadcastWorkflow
+        (`broadcast-<id>`, idempotent by id). See tidings.starters.broadcasts for send vs broadcast."""
+        parsed = parse_broadcast(request, self.templates_dir)
+        return await start_broadcast(self.client, self.task_queue, parsed, store)
+
+    def broadcast_handle(self, broadcast_id: str) -> BroadcastHandle:
+        return broadcast_handle(self.client, broadcast_id)
 
     def handle(self, notification_id: str) -> WorkflowHandle[Any, NotificationState]:
         return self.client.get_workflow_handle_for(NotificationWorkflow.run, workflow_id_for(notification_id))

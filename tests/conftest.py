@@ -35,6 +35,7 @@ from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import Settings
 from tidings.starters.client import NotificationHandle, TidingsClient
 from tidings.workers.worker import running_worker, workflow_runner
+from tidings.workflows.broadcast import BroadcastWorkflow
 from tidings.workflows.digest import DigestWorkflow
 from tidings.workflows.notification import NotificationWorkflow
 
@@ -208,7 +209,7 @@ async def assert_histories_replay(client: Client, workflow_ids: list[str]) -> No
     the determinism check."""
     histories = [await client.get_workflow_handle(i).fetch_history() for i in dict.fromkeys(workflow_ids)]
     replayer = Replayer(
-        workflows=[NotificationWorkflow, DigestWorkflow],
+        workflows=[NotificationWorkflow, DigestWorkflow, BroadcastWorkflow],
         workflow_runner=workflow_runner(),
         data_converter=pydantic_data_converter,
     )

@@ -5,9 +5,10 @@
 kind of notification: delivered, stored recipient, fallback, retried, cancelled, rescheduled,
 escalation stopped by a read, and one still waiting for its schedule; `v2-*` ones ended by a
 frequency cap (`throttled`) or held until its next slot (`deferred`); a digest (`digest-v1-*`);
-and `notification-failover`, an email the second SMTP relay sent after the first used its
-failover budget. Besides these, every test that uses the `tidings` fixture replays the
-histories of the notifications it started (see `tests/conftest.py`).
+`notification-failover`, an email the second SMTP relay sent after the first used its
+failover budget; and `broadcast-v1-completed`, a BroadcastWorkflow to a topic in batches.
+Besides these, every test that uses the `tidings` fixture replays the histories of the
+notifications it started (see `tests/conftest.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tidings.workers.worker import workflow_runner
+from tidings.workflows.broadcast import BroadcastWorkflow
 from tidings.workflows.digest import DigestWorkflow
 from tidings.workflows.notification import NotificationWorkflow
 
@@ -29,7 +31,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=[NotificationWorkflow, DigestWorkflow],
+        workflows=[NotificationWorkflow, DigestWorkflow, BroadcastWorkflow],
         workflow_runner=workflow_runner(),
         data_converter=pydantic_data_converter,
     )
@@ -49,3 +51,4 @@ def test_every_kind_of_recorded_history_is_there() -> None:
     assert "notification-failover" in names  # email sent by the second relay after the first's budget
     # throttles and frequency caps (`v2`: the throttle-and-frequency-caps patch), and a digest
     assert {"notification-v2-throttled", "notification-v2-deferred", "digest-v1-fixed"} <= names
+    assert "broadcast-v1-completed" in names

@@ -18,12 +18,18 @@ RECIPIENT_ID = SearchAttributeKey.for_keyword("RecipientId")
 NOTIFICATION_CHANNELS = SearchAttributeKey.for_keyword_list("NotificationChannels")
 NOTIFICATION_PRIORITY = SearchAttributeKey.for_keyword("NotificationPriority")
 NOTIFICATION_CATEGORY = SearchAttributeKey.for_keyword("NotificationCategory")
+# Broadcasts: on the BroadcastWorkflow (its id and phase) and on the NotificationWorkflows a
+# broadcast starts for recipients in quiet hours (its id), so that cancelling it finds them.
+BROADCAST_ID = SearchAttributeKey.for_keyword("BroadcastId")
+BROADCAST_STATUS = SearchAttributeKey.for_keyword("BroadcastStatus")
 ALL: list[SearchAttributeKey[Any]] = [
     NOTIFICATION_STATUS,
     RECIPIENT_ID,
     NOTIFICATION_CHANNELS,
     NOTIFICATION_PRIORITY,
     NOTIFICATION_CATEGORY,
+    BROADCAST_ID,
+    BROADCAST_STATUS,
 ]
 
 # name -> type, as `temporal server start-dev --search-attribute NAME=TYPE` takes them
@@ -33,6 +39,8 @@ REGISTRATION: dict[str, str] = {
     "NotificationChannels": "KeywordList",
     "NotificationPriority": "Keyword",
     "NotificationCategory": "Keyword",
+    "BroadcastId": "Keyword",
+    "BroadcastStatus": "Keyword",
 }
 
 

@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from tidings.activities.broadcast import BroadcastActivities
 from tidings.activities.delivery import DeliveryActivities, LinkTracking, Renderer
 from tidings.activities.failover.chains import ProviderChains
 from tidings.activities.providers.base import Provider
@@ -32,6 +33,7 @@ from tidings.settings import Settings
 from tidings.telemetry.logs import configure_logging
 from tidings.telemetry.metrics import install_worker_runtime
 from tidings.telemetry.tracing import client_interceptors, shutdown_tracing
+from tidings.workflows.broadcast import BroadcastWorkflow
 from tidings.workflows.digest import DigestWorkflow
 from tidings.workflows.notification import NotificationWorkflow
 
@@ -105,17 +107,23 @@ def build_worker(
         ProviderChains.from_settings(settings),
     )
     subscribers = SubscriberActivities(store, settings)
+    broadcasts = BroadcastActivities(store, settings, delivery)
     w = settings.worker
     return Worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
-        workflows=[NotificationWorkflow, DigestWorkflow],
+        workflows=[NotificationWorkflow, DigestWorkflow, BroadcastWorkflow],
         activities=[
             delivery.deliver,
             subscribers.prepare_notification,
             subscribers.next_local_time,
             subscribers.deactivate_device,
             subscribers.disable_webhook,
+            broadcasts.audience_size,
+            broadcasts.plan_pages,
+            broadcasts.run_batch,
+            broadcasts.outcome_counts,
+            broadcasts.cancel_deferred,
         ],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=w.max_concurrent_activities,

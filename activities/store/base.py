@@ -21,12 +21,15 @@ import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import AwareDatetime, BaseModel, Field
 
 from tidings.activities.store.counters import SendCounters
 from tidings.models import Channel, DeliveryReceipt, Device, Preferences, Recipient
+
+if TYPE_CHECKING:
+    from tidings.activities.store.broadcast_tables import BroadcastTables
 
 
 class UnknownRecipientError(LookupError):
@@ -277,6 +280,11 @@ class Store(Protocol):
 
     @property
     def counters(self) -> SendCounters: ...
+
+    @property
+    def broadcasts(self) -> BroadcastTables:
+        """Topics, broadcast audiences and per-recipient broadcast outcomes."""
+        ...
 
     async def get(self, recipient_id: str) -> Recipient | None:
         """The recipient with devices and preferences: one database round trip."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -45,6 +45,7 @@ from tidings.activities.store.base import (
     StoreUnavailableError,
     check_page,
 )
+from tidings.activities.store.broadcast_tables import BroadcastTables
 from tidings.activities.store.postgres_counters import PostgresCounters
 from tidings.activities.store.postgres_migrations import LATEST_VERSION, LOCK_KEY, MIGRATIONS
 from tidings.models import DeliveryReceipt, Recipient
@@ -139,6 +140,7 @@ class PostgresStore(common.SubscriberChanges):
         self.receipts = PostgresReceiptLog(self)
         self.api_keys = PostgresApiKeys(self)
         self.counters = PostgresCounters(self)
+        self.broadcasts = PostgresBroadcasts(self)
 
     @classmethod
     async def open(
@@ -691,3 +693,27 @@ class PostgresReceiptLog(common.ReceiptLookups):
             return [_late(tuple(r)) for r in await cur.fetchall()]
 
         return await self._store.run(select)
+
+
+class PostgresBroadcasts(BroadcastTables):
+    recipient_query = _RECIPIENT_JSON
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        async def select(conn: Connection) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(sql.replace("?", "%s"), list(params))
+            return [tuple(r) for r in await cur.fetchall()]
+
+        return await self._store.run(select)
+
+    async def _write(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        async def write(conn: Connection) -> int:
+            if not rows:
+                return 0
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(sql.replace("?", "%s"), [list(r) for r in rows])
+                return max(cur.rowcount, 0)
+
+        return await self._store.run(write, retry=False)

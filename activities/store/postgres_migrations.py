@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from tidings.activities.store.broadcast_tables import MIGRATION_3
+
 
 class Migration(NamedTuple):
     version: int
@@ -100,7 +102,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX late_receipts_by_provider_message ON late_receipts (provider_message_id);
         """,
     ),
-    # Version 3 is reserved for another feature; migrations apply by version, so a gap is fine.
+    Migration(
+        3,
+        "broadcasts: topics, topic subscriptions and opt-outs, broadcast audiences and outcomes",
+        MIGRATION_3.format(ts="timestamptz", c='COLLATE "C"'),
+    ),
     Migration(
         4,
         "the HTTP API: inbox seen state and keyset indexes, API keys",
@@ -121,7 +127,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
-    # Versions 3 and 4 belong to other features; this one needs only version 2's tables.
     Migration(
         5,
         "send reservations (throttles, frequency caps) and recipients' frequency caps",

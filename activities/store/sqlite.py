@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -33,6 +33,7 @@ from tidings.activities.store.base import (
     StoreSchemaError,
     check_page,
 )
+from tidings.activities.store.broadcast_tables import MIGRATION_3, BroadcastTables
 from tidings.activities.store.sqlite_counters import SqliteCounters
 from tidings.models import DeliveryReceipt, Recipient
 
@@ -269,6 +270,11 @@ def _migrate_v2(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE subscribers_v1")
 
 
+def _migrate_v3(db: sqlite3.Connection) -> None:
+    for statement in _statements(MIGRATION_3.format(ts="TEXT", c="")):
+        db.execute(statement)
+
+
 def _migrate_v5(db: sqlite3.Connection) -> None:
     for statement in _statements(_V5):
         db.execute(statement)
@@ -280,11 +286,11 @@ def _migrate_v4(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-# Version 3 is another feature's (reserved); each step goes to the next version listed here, so a
-# version missing from this build is skipped rather than blocking the ones after it.
+# Each step goes to the next version listed here (a build may skip a version number).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_v1,
     2: _migrate_v2,
+    3: _migrate_v3,
     4: _migrate_v4,
     5: _migrate_v5,
 }
@@ -357,6 +363,7 @@ class SqliteStore(common.SubscriberChanges):
         self.receipts = SqliteReceiptLog(self)
         self.api_keys = SqliteApiKeys(self)
         self.counters = SqliteCounters(self)
+        self.broadcasts = SqliteBroadcasts(self)
 
     @classmethod
     async def open(cls, path: Path | str, *, migrate: bool = True, check: bool = True) -> SqliteStore:
@@ -761,6 +768,21 @@ class SqliteReceiptLog(common.ReceiptLookups):
             ).fetchall()
         )
         return [_late(tuple(r)) for r in rows]
+
+
+class SqliteBroadcasts(BroadcastTables):
+    recipient_query = _RECIPIENT_JSON
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        values = [_value(p) for p in params]
+        return await self._store.run(lambda db: [tuple(r) for r in db.execute(sql, values).fetchall()])
+
+    async def _write(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        values = [[_value(v) for v in row] for row in rows]
+        return await self._store.write(lambda db: db.executemany(sql, values).rowcount)
 
 
 # Earlier name of the SQLite store.
