@@ -4,6 +4,7 @@ delivery id, progress, idempotency, pause/resume/cancel, rate, continue-as-new."
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from datetime import time
 
@@ -25,7 +26,7 @@ from tidings.models import (
     Recipient,
     delivery_id_for,
 )
-from tidings.models.broadcasts import MAX_RATE, BroadcastPhase, OutcomeStatus, Topic
+from tidings.models.broadcasts import MAX_RATE, BroadcastPhase, BroadcastProgress, OutcomeStatus, Topic
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.starters.broadcasts import BroadcastNotFoundError, InvalidBroadcastError
 from tidings.starters.client import TidingsClient
@@ -249,3 +250,33 @@ def test_a_rate_is_a_positive_number_up_to_the_limit(value: object) -> None:
     else:
         with pytest.raises(ValueError, match="deliveries per second"):
             check_rate(value)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "needs one argument"),
+        (["release notes for everyone"], "invalid broadcast input"),
+        ([{"id": "b-1", "channels": ["webhook"], "content": {"body": "x"}}], "audience"),
+        (
+            [{"id": "b-1", "audience": {"kind": "topic"}, "channels": ["pager"], "content": {"body": "x"}}],
+            "channels",
+        ),
+    ],
+)
+async def test_input_from_another_client_that_does_not_validate_ends_failed(
+    tidings: TidingsClient, args: list[object], message: str
+) -> None:
+    """A start from any client (a Go service, `temporal workflow start`) with bad input ends
+    `failed` with the validation message, instead of failing its workflow task forever."""
+    handle = await tidings.client.start_workflow(
+        "BroadcastWorkflow",
+        args=args,
+        id=f"broadcast-raw-{uuid.uuid4().hex[:8]}",
+        task_queue=tidings.task_queue,
+        result_type=BroadcastProgress,
+    )
+    progress: BroadcastProgress = await asyncio.wait_for(handle.result(), 30)
+    assert progress.phase is BroadcastPhase.failed
+    assert progress.reason is not None and message in progress.reason
+    assert progress.sent == 0 and progress.total == 0

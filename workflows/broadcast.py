@@ -36,10 +36,11 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from tidings import search_attributes as sa
     from tidings.activities.broadcast import BroadcastActivities
-    from tidings.models import SignalOutcome
+    from tidings.models import Content, SignalOutcome
     from tidings.models.broadcasts import (
         BATCH_HEARTBEAT,
         MAX_RATE,
+        Audience,
         AudienceSizeInput,
         BatchInput,
         BatchRange,
@@ -58,6 +59,19 @@ BATCH_TIMEOUT = timedelta(hours=1)
 _NO_INPUT = RawValue(Payload())
 
 
+def _placeholder_input(workflow_id: str) -> BroadcastInput:
+    """Stands in for input that did not validate, so that state and queries still answer."""
+    broadcast_id = workflow_id.removeprefix("broadcast-")
+    return BroadcastInput.model_construct(
+        id=broadcast_id,
+        audience=Audience.model_construct(kind="list", topic=None),
+        content=Content.model_construct(title=None, body=None),
+        channels=[],
+        schedule_at=None,
+        expires_at=None,
+    )
+
+
 def progress_details(progress: BroadcastProgress) -> str:
     """The Web UI's "Current Details": phase and counts, in Markdown."""
     done = progress.total - progress.pending
@@ -74,27 +88,47 @@ def progress_details(progress: BroadcastProgress) -> str:
 
 @workflow.defn(name="BroadcastWorkflow")
 class BroadcastWorkflow:
+    """Takes its input raw and validates it itself (as NotificationWorkflow does): a start from
+    any client with input that does not validate ends `failed` with the message, instead of
+    failing every workflow task while the input is decoded."""
+
     @workflow.init
-    def __init__(self, request: BroadcastInput) -> None:
-        self._request = request
-        self._counters = request.counters.model_copy() if request.counters else BroadcastCounters()
-        self._first_run = request.counters is None
-        self._paused = request.paused
-        self._rate = request.rate
-        self._batches = request.batches
+    def __init__(self, request: RawValue = _NO_INPUT) -> None:
+        self._invalid_input: str | None = None
+        try:
+            if request is _NO_INPUT:
+                raise InvalidInput(
+                    "invalid broadcast input: BroadcastWorkflow needs one argument (a BroadcastInput)"
+                )
+            request_: BroadcastInput = decode(request.payload, BroadcastInput, "broadcast input")
+        except InvalidInput as exc:
+            self._invalid_input = str(exc)
+            request_ = _placeholder_input(workflow.info().workflow_id)
+        self._request = request_
+        self._counters = (
+            self._request.counters.model_copy() if self._request.counters else BroadcastCounters()
+        )
+        self._first_run = self._request.counters is None
+        self._paused = self._request.paused
+        self._rate = self._request.rate
+        self._batches = self._request.batches
         self._cancel_requested = False
         self._cancel_reason: str | None = None
         self._phase = BroadcastPhase.scheduled if self._first_run else BroadcastPhase.running
         self._reason: str | None = None
-        self._started_at = request.started_at
+        self._started_at = self._request.started_at
         self._finished_at: datetime | None = None
-        self._cursor = request.cursor
+        self._cursor = self._request.cursor
 
     @workflow.run
-    async def run(self, request: BroadcastInput) -> BroadcastProgress:
+    async def run(self, raw: RawValue = _NO_INPUT) -> BroadcastProgress:
+        request = self._request
         if self._started_at is None:
             self._started_at = workflow.now()
         self._upsert_attributes()
+        if self._invalid_input is not None:
+            self._finish(BroadcastPhase.failed, self._invalid_input)
+            return self.progress()
         if self._first_run:
             if not await self._wait_for_schedule():
                 return await self._finish_cancelled()

@@ -121,10 +121,11 @@ class BroadcastPhase(StrEnum):
     completed = "completed"
     cancelled = "cancelled"
     expired = "expired"
+    failed = "failed"  # the input did not validate (a start from another client); nothing was sent
 
 
 FINAL_BROADCAST_PHASES = frozenset(
-    {BroadcastPhase.completed, BroadcastPhase.cancelled, BroadcastPhase.expired}
+    {BroadcastPhase.completed, BroadcastPhase.cancelled, BroadcastPhase.expired, BroadcastPhase.failed}
 )
 
 
