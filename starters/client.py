@@ -59,7 +59,7 @@ from tidings.models import (
 from tidings.settings import Settings, load_settings
 from tidings.telemetry.tracing import SEND_SPAN, traced
 from tidings.validation import validation_message as validation_message
-from tidings.workflows.notification import NotificationWorkflow, search_attributes_for
+from tidings.workflows.notification import NotificationWorkflow, initial_phase, search_attributes_for
 
 
 def _quoted(value: str) -> str:
@@ -286,7 +286,7 @@ class TidingsClient:
         )
 
     def _search_attributes(self, item: NotificationInput) -> TypedSearchAttributes:
-        attributes = search_attributes_for(item, Phase.scheduled)
+        attributes = search_attributes_for(item, initial_phase(item))
         if self.recipient_hash_key is None:
             return attributes
         hashed = recipient_search_value(self.recipient_hash_key, item.recipient_id)

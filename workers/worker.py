@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import phonenumbers
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from tidings.activities.delivery import DeliveryActivities, LinkTracking, Renderer
@@ -31,6 +31,7 @@ from tidings.settings import Settings
 from tidings.telemetry.logs import configure_logging
 from tidings.telemetry.metrics import install_worker_runtime
 from tidings.telemetry.tracing import client_interceptors, shutdown_tracing
+from tidings.workflows import worker_policy
 from tidings.workflows.notification import NotificationWorkflow
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,24 @@ PASSTHROUGH_MODULES = ("tidings", "pydantic", "pydantic_core", "annotated_types"
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox every worker and replayer runs NotificationWorkflow in."""
+    """The sandbox the test suite's replayers run NotificationWorkflow in (see `worker_runner`)."""
     phonenumbers.PhoneMetadata.load_all()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )
+
+
+def worker_runner() -> UnsandboxedWorkflowRunner:
+    """What workers run NotificationWorkflow in: no sandbox.
+
+    The sandbox cost about a third of the worker's CPU per notification (its own setup per run and
+    re-entering it for every payload conversion; see bench/notifications.py and
+    docs/perf-readme-section.md), and it caused the phonenumbers lock deadlock. Determinism is
+    kept by other means instead: tests/test_workflow_determinism.py checks that the workflow's
+    modules call nothing nondeterministic, and every notification the test suite runs is replayed
+    inside this sandbox (`workflow_runner`), which refuses such calls at run time.
+    """
+    return UnsandboxedWorkflowRunner()
 
 
 async def connect(settings: Settings) -> Client:
@@ -93,9 +107,11 @@ def build_worker(
     delivery = DeliveryActivities(providers, renderer or default_renderer(settings), links, store)
     subscribers = SubscriberActivities(store, settings)
     w = settings.worker
+    queue = task_queue or settings.temporal.task_queue
+    worker_policy.register(queue, worker_policy.WorkerPolicy.from_settings(settings))
     return Worker(
         client,
-        task_queue=task_queue or settings.temporal.task_queue,
+        task_queue=queue,
         workflows=[NotificationWorkflow],
         activities=[
             delivery.deliver,
@@ -103,7 +119,7 @@ def build_worker(
             subscribers.deactivate_device,
             subscribers.disable_webhook,
         ],
-        workflow_runner=workflow_runner(),
+        workflow_runner=worker_runner(),
         max_concurrent_activities=w.max_concurrent_activities,
         max_concurrent_local_activities=w.max_concurrent_local_activities,
         max_concurrent_workflow_tasks=w.max_concurrent_workflow_tasks,
