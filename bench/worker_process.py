@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from temporalio.worker import Worker
 
 from bench.baseline import BaselineWorkflow
 from tidings.activities.store.sqlite import SqliteStore
+from tidings.codec import with_codec
 from tidings.settings import Settings
 from tidings.workers.worker import running_worker, workflow_runner
 
@@ -33,15 +35,25 @@ async def noop_reporting(key: str) -> None:
     sys.stdout.flush()
 
 
-async def main(address: str, tidings_queue: str, baseline_queue: str, workdir: Path) -> None:
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+async def main(
+    address: str, tidings_queue: str, baseline_queue: str, workdir: Path, sdk_json_queue: str | None
+) -> None:
+    client = await Client.connect(address, data_converter=with_codec(None))
     settings = Settings.model_validate({"store": {"sqlite_path": workdir / "bench-worker.sqlite3"}})
     store = await SqliteStore.open(workdir / "bench-worker.sqlite3")
     baseline = Worker(
         client, task_queue=baseline_queue, workflows=[BaselineWorkflow], activities=[noop_reporting],
         workflow_runner=workflow_runner(), max_concurrent_activities=200,
     )  # fmt: skip
-    async with baseline, running_worker(client, settings, store, task_queue=tidings_queue):
+    async with contextlib.AsyncExitStack() as workers:
+        await workers.enter_async_context(baseline)
+        await workers.enter_async_context(running_worker(client, settings, store, task_queue=tidings_queue))
+        if sdk_json_queue:
+            # The same worker writing payloads with the SDK's pydantic converter (every field).
+            sdk_client = await Client.connect(address, data_converter=pydantic_data_converter)
+            await workers.enter_async_context(
+                running_worker(sdk_client, settings, store, task_queue=sdk_json_queue)
+            )
         sys.stdout.write("ready\n")
         sys.stdout.flush()
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -54,5 +66,8 @@ if __name__ == "__main__":
     parser.add_argument("--tidings-queue", required=True)
     parser.add_argument("--baseline-queue", required=True)
     parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--sdk-json-queue", default=None)
     args = parser.parse_args()
-    asyncio.run(main(args.address, args.tidings_queue, args.baseline_queue, args.workdir))
+    asyncio.run(
+        main(args.address, args.tidings_queue, args.baseline_queue, args.workdir, args.sdk_json_queue)
+    )
