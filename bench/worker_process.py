@@ -2,7 +2,8 @@
 
 `bench.notifications --worker-process` starts this module: it connects to the benchmark's dev
 server and runs the Tidings worker and the baseline's worker until its standard input closes.
-It writes `ready` once both poll, then `received <key> <time>` for every baseline activity, so
+It also runs the baseline without the sandbox on `<baseline queue>-unsandboxed`, for reference.
+It writes `ready` once they all poll, then `received <key> <time>` for every baseline activity, so
 the parent can time the baseline (time.perf_counter is CLOCK_MONOTONIC, one clock per machine).
 The parent reads this process's CPU time from /proc/<pid>/stat.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.baseline import BaselineWorkflow
 from tidings.activities.store.sqlite import SqliteStore
@@ -45,8 +46,15 @@ async def main(
         client, task_queue=baseline_queue, workflows=[BaselineWorkflow], activities=[noop_reporting],
         workflow_runner=workflow_runner(), max_concurrent_activities=200,
     )  # fmt: skip
+    # The same bare workflow without the sandbox, for reference (Tidings' workers run without it).
+    unsandboxed = Worker(
+        client, task_queue=f"{baseline_queue}-unsandboxed", workflows=[BaselineWorkflow],
+        activities=[noop_reporting], workflow_runner=UnsandboxedWorkflowRunner(),
+        max_concurrent_activities=200,
+    )  # fmt: skip
     async with contextlib.AsyncExitStack() as workers:
         await workers.enter_async_context(baseline)
+        await workers.enter_async_context(unsandboxed)
         await workers.enter_async_context(running_worker(client, settings, store, task_queue=tidings_queue))
         if sdk_json_queue:
             # The same worker writing payloads with the SDK's pydantic converter (every field).
