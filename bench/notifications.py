@@ -23,8 +23,9 @@ For every round it prints notifications/s, p50/p99 latency, CPU per notification
 worker, server and (with `--worker-process`, where the webhook endpoint runs in a process of its
 own, bench/receiver_process.py) receiver processes (utime+stime from /proc/<pid>/stat; with the
 worker in-process, the client's figure includes the worker's and the endpoint's), history events
-and bytes per workflow; then the merged figures and the tidings/baseline ratios with their spread over the rounds (min..max), and the
-PostgreSQL/SQLite and codec/plain ratios when those ran. `--concurrency 20,50` runs each level.
+and bytes per workflow; then the merged figures and the tidings/baseline ratios with their spread
+over the rounds (min..max), and the PostgreSQL/SQLite and codec/plain ratios when those ran.
+`--concurrency 20,50` runs each level.
 
     python -m bench.notifications [--count 300] [--concurrency 20,50] [--rounds 3] [--worker-process]
                                   [--sdk-json] [--stores sqlite,postgres] [--codec]
