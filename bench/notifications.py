@@ -51,6 +51,7 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from bench.arrivals import Arrivals
 from bench.baseline import RECEIVED, BaselineWorkflow, noop
 from tidings import search_attributes as sa
 from tidings.activities.store.base import Store
@@ -124,7 +125,7 @@ async def measure(
     count: int,
     concurrency: int,
     start: Callable[[str], Awaitable[None]],
-    received: dict[str, float],
+    received: Arrivals,
 ) -> tuple[float, list[float]]:
     gate = asyncio.Semaphore(concurrency)
     started: dict[str, float] = {}
@@ -134,8 +135,7 @@ async def measure(
         async with gate:
             started[key] = time.perf_counter()
             await start(key)
-            while key not in received:  # noqa: ASYNC110 - polls a dict filled by another task
-                await asyncio.sleep(0.002)
+            await received.wait_for(key)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(one(k) for k in keys))
@@ -165,7 +165,7 @@ async def open_bench_store(kind: str, workdir: Path, cleanup: contextlib.AsyncEx
 
 
 async def child_process(
-    module: str, args: list[str], received: dict[str, float], cleanup: contextlib.AsyncExitStack
+    module: str, args: list[str], received: Arrivals, cleanup: contextlib.AsyncExitStack
 ) -> tuple[int, str]:
     """Start `python -m module args`; return its pid and its `ready` line once it wrote it, then
     keep reading its `received <key> <time>` lines into `received`. It stops when its stdin closes."""
@@ -201,7 +201,7 @@ async def child_process(
 async def worker_process(
     client: Client,
     workdir: Path,
-    received: dict[str, float],
+    received: Arrivals,
     cleanup: contextlib.AsyncExitStack,
     sdk_json: bool = False,
 ) -> int:
@@ -231,7 +231,7 @@ async def main(
         search_attributes=[sa.NOTIFICATION_STATUS, sa.RECIPIENT_ID, sa.NOTIFICATION_CHANNELS,
                            sa.NOTIFICATION_PRIORITY, sa.NOTIFICATION_CATEGORY],
     )  # fmt: skip
-    received_by_endpoint: dict[str, float] = {}
+    received_by_endpoint = Arrivals()
     settings = Settings.model_validate({"store": {"sqlite_path": workdir / "bench.sqlite3"}})
     client = env.client
     processes = Processes({"client": os.getpid(), "server": dev_server_pid()})
@@ -253,7 +253,7 @@ async def main(
         store = await open_bench_store("sqlite", workdir, cleanup)
         baseline_received = RECEIVED
         if separate_worker:
-            baseline_received = {}
+            baseline_received = Arrivals()
             processes.pids["worker"] = await worker_process(
                 client, workdir, baseline_received, cleanup, sdk_json
             )
@@ -291,7 +291,7 @@ async def main(
                 request_eager_start=True,
             )  # fmt: skip
 
-        contenders: list[tuple[str, Callable[[str], Awaitable[None]], dict[str, float]]] = [
+        contenders: list[tuple[str, Callable[[str], Awaitable[None]], Arrivals]] = [
             ("tidings", start_tidings, received_by_endpoint),
             ("baseline", start_baseline, baseline_received),
         ]
