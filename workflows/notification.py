@@ -252,7 +252,10 @@ class NotificationWorkflow:
         tzdata update from changing a replayed decision. Otherwise (an inline recipient without
         quiet hours, or a critical notification) the request holds all there is to decide, and the
         workflow does it in its own code: no extra activation, no marker copying the recipient.
-        Checks that need the store (throttles, frequency caps) belong here, as reasons to say yes.
+        Checks that need the store (throttles, frequency caps) belong here, as reasons to say yes;
+        the answer must follow from what history holds (the input, the start event), never from
+        the worker's settings (`worker_policy`), or a replay on a worker configured differently
+        would take the other path and fail.
 
         Replay safety: notifications started before this path existed ran the activity always, and
         were all started with NotificationStatus `scheduled` (or none); only a client of this
