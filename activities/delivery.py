@@ -9,12 +9,15 @@ Retry-After as the next retry delay) and whose details tell the workflow which a
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from tidings.activities.failover.chains import ProviderChains
+from tidings.activities.failover.route import FailoverRoute, Failure, ledger_from, ledger_payload
 from tidings.activities.providers.base import (
     DeliveryError,
     PermanentDeliveryError,
@@ -91,8 +94,10 @@ class DeliveryActivities:
         renderer: Renderer | None = None,
         links: LinkTracking | None = None,
         store: SubscriberStore | None = None,
+        chains: ProviderChains | None = None,
     ) -> None:
         self._providers = providers
+        self._chains = chains
         self._renderer: Renderer = renderer or InlineRenderer()
         self._links = links
         self._store = store
@@ -122,17 +127,97 @@ class DeliveryActivities:
 
     @activity.defn(name="deliver")
     async def deliver(self, delivery: DeliveryInput) -> DeliveryResult:
-        attempt = activity.info().attempt
+        info = activity.info()
+        route = None
+        if self._chains is not None:
+            route = self._chains.route(
+                delivery.destination.provider,
+                ledger_from(info.heartbeat_details),
+                attempt=info.attempt,
+                now=info.current_attempt_scheduled_time,
+            )
+        if route is None:
+            try:
+                return await self._send(delivery, delivery.destination.provider, info.attempt)
+            except (DeliveryError, RenderError) as exc:
+                raise application_error(exc, failure_details(exc, info.attempt)) from None
+        return await self._send_routed(delivery, route, info)
+
+    async def _send_routed(
+        self, delivery: DeliveryInput, route: FailoverRoute, info: activity.Info
+    ) -> DeliveryResult:
+        """One attempt of a delivery whose channel has several providers (see failover.route).
+
+        The ledger goes into the failure details (for the workflow's state) and into the
+        heartbeat (for the next attempt); one heartbeat per attempt, so it is sent at once."""
+        attempt = info.attempt
+        attempt_started = time.monotonic()
+        choice = route.choose(info.current_attempt_scheduled_time)
+        try:
+            result = await self._send(delivery, choice.provider, attempt)
+        except RenderError as exc:
+            raise application_error(exc, self._routed_details(exc, attempt, route)) from None
+        except PermanentDeliveryError as exc:
+            if not exc.provider_fault:
+                route.refused_message(exc.reason)
+            elif route.failed("provider_refused", exc.reason, _now(info, attempt_started)):
+                raise self._moved_on(delivery, choice.provider, exc, route, info) from None
+            raise application_error(exc, self._routed_details(exc, attempt, route)) from None
+        except (TransientDeliveryError, ThrottledDeliveryError) as exc:
+            failure: Failure = "throttled" if isinstance(exc, ThrottledDeliveryError) else "transient"
+            if route.failed(failure, exc.reason, _now(info, attempt_started), exc.retry_after):
+                raise self._moved_on(delivery, choice.provider, exc, route, info) from None
+            activity.heartbeat(ledger_payload(route.tries))
+            raise application_error(exc, self._routed_details(exc, attempt, route)) from None
+        else:
+            route.accepted()
+        finally:
+            route.abandoned()  # no verdict (cancelled, unrenderable): a no-op when one was recorded
+        return result.model_copy(update={"providers_tried": route.tries})
+
+    def _routed_details(
+        self, exc: DeliveryError | RenderError, attempt: int, route: FailoverRoute
+    ) -> dict[str, Any]:
+        return {**failure_details(exc, attempt), "providers": ledger_payload(route.tries)}
+
+    def _moved_on(
+        self,
+        delivery: DeliveryInput,
+        provider: str,
+        exc: DeliveryError,
+        route: FailoverRoute,
+        info: activity.Info,
+    ) -> ApplicationError:
+        """The next attempt goes to the next provider, soon: the retry policy's first interval,
+        not its backoff (that was for the provider just left)."""
+        channel = delivery.destination.channel.value
+        metrics.provider_failover(channel, provider)
+        log.warning(
+            "delivery %s leaves provider %s for the next one",
+            delivery.delivery_id,
+            provider,
+            extra=delivery_fields(
+                delivery.workflow_id, delivery.delivery_id, channel, provider, info.attempt
+            ),
+        )
+        activity.heartbeat(ledger_payload(route.tries))
+        soon = info.retry_policy.initial_interval if info.retry_policy else timedelta(seconds=1)
+        details = {**self._routed_details(exc, info.attempt, route), "kind": "transient"}
+        return ApplicationError(
+            f"{provider}: {exc.reason}", details, type="ProviderFailover", next_retry_delay=soon
+        )
+
+    async def _send(self, delivery: DeliveryInput, provider_name: str, attempt: int) -> DeliveryResult:
+        """Render and send with one provider. Provider failures are logged, counted and re-raised
+        as they are (`DeliveryError`, `RenderError`) for the caller to classify."""
         destination = delivery.destination
         channel = destination.channel.value
-        fields = delivery_fields(
-            delivery.workflow_id, delivery.delivery_id, channel, destination.provider, attempt
-        )
-        provider = self._providers.get(destination.provider)
+        fields = delivery_fields(delivery.workflow_id, delivery.delivery_id, channel, provider_name, attempt)
+        provider = self._providers.get(provider_name)
         if provider is None:
-            hint = SETTINGS_HINT.get(destination.provider, f"the {destination.provider} section")
+            hint = SETTINGS_HINT.get(provider_name, f"the {provider_name} section")
             raise ApplicationError(
-                f"provider {destination.provider!r} is not configured on this worker; set {hint}",
+                f"provider {provider_name!r} is not configured on this worker; set {hint}",
                 {"attempt": attempt, "kind": "permanent"},
                 type="ProviderNotConfigured",
                 non_retryable=True,
@@ -142,33 +227,21 @@ class DeliveryActivities:
             message = self._renderer.render(delivery.content, delivery.recipient, destination.channel)
             if self._links is not None:
                 self._links.apply(delivery, message)
-            with provider_span(delivery.delivery_id, channel, destination.provider, attempt):
+            with provider_span(delivery.delivery_id, channel, provider_name, attempt):
                 receipt = await provider.send(delivery, message)
-        except RenderError as exc:
-            raise ApplicationError(
-                f"cannot render content: {exc}",
-                failure_details(exc, attempt),
-                type="RenderError",
-                non_retryable=True,
-            ) from None
         except ThrottledDeliveryError as exc:
-            metrics.provider_responded(channel, destination.provider, "throttled")
+            metrics.provider_responded(channel, provider_name, "throttled")
             log.info(
                 "delivery %s throttled by %s: %s",
                 delivery.delivery_id,
-                destination.provider,
+                provider_name,
                 scrub_personal(exc.reason, [destination.address, delivery.destination.address]),
                 extra=fields,
             )
-            raise ApplicationError(
-                exc.reason,
-                failure_details(exc, attempt),
-                type="ThrottledDeliveryError",
-                next_retry_delay=exc.retry_after,
-            ) from None
+            raise
         except DeliveryError as exc:
             metrics.provider_responded(
-                channel, destination.provider, "permanent" if exc.kind == "permanent" else "transient"
+                channel, provider_name, "permanent" if exc.kind == "permanent" else "transient"
             )
             log.info(
                 "delivery %s %s failure: %s",
@@ -177,19 +250,38 @@ class DeliveryActivities:
                 scrub_personal(exc.reason, [destination.address, delivery.destination.address]),
                 extra=fields,
             )
-            raise ApplicationError(
-                exc.reason,
-                failure_details(exc, attempt),
-                type=type(exc).__name__,
-                non_retryable=isinstance(exc, PermanentDeliveryError),
-                next_retry_delay=exc.retry_after if isinstance(exc, TransientDeliveryError) else None,
-            ) from None
+            raise
         accepted_at = datetime.now(UTC)
-        metrics.provider_accepted(channel, destination.provider, accepted_at)
-        log.info("delivery %s accepted by %s", delivery.delivery_id, destination.provider, extra=fields)
+        metrics.provider_accepted(channel, provider_name, accepted_at)
+        log.info("delivery %s accepted by %s", delivery.delivery_id, provider_name, extra=fields)
         return DeliveryResult(
-            provider=destination.provider,
+            provider=provider_name,
             provider_message_id=receipt.message_id,
             attempt=attempt,
             accepted_at=accepted_at,
         )
+
+
+def application_error(exc: DeliveryError | RenderError, details: dict[str, Any]) -> ApplicationError:
+    """The failure Temporal's retry policy acts on: its type names the kind of failure."""
+    if isinstance(exc, RenderError):
+        return ApplicationError(
+            f"cannot render content: {exc}", details, type="RenderError", non_retryable=True
+        )
+    if isinstance(exc, ThrottledDeliveryError):
+        return ApplicationError(
+            exc.reason, details, type="ThrottledDeliveryError", next_retry_delay=exc.retry_after
+        )
+    return ApplicationError(
+        exc.reason,
+        details,
+        type=type(exc).__name__,
+        non_retryable=isinstance(exc, PermanentDeliveryError),
+        next_retry_delay=exc.retry_after if isinstance(exc, TransientDeliveryError) else None,
+    )
+
+
+def _now(info: activity.Info, attempt_started: float) -> datetime:
+    """The server's clock now (the attempt's scheduled time plus the time it has run), so that
+    budgets hold on the time-skipping test server as on a real one."""
+    return info.current_attempt_scheduled_time + timedelta(seconds=time.monotonic() - attempt_started)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import ImmutableMultiDict
 from starlette.exceptions import HTTPException
@@ -111,6 +111,14 @@ def event_replay_key(payload: dict[str, Any], kind: str) -> str:
     return f"event:{hashlib.sha256(canonical_payload(payload)).hexdigest()}:{kind}"
 
 
+def twilio_tokens(settings: Settings) -> list[SecretStr]:
+    """The auth tokens of every Twilio account the worker sends with (`[twilio]` and, for SMS
+    failover, each `[providers.NAME] kind = "twilio"`): each signs its own status callbacks."""
+    tokens = [settings.twilio.auth_token] if settings.twilio.auth_token else []
+    tokens += [p.auth_token for p in settings.providers.values() if p.kind == "twilio" and p.auth_token]
+    return tokens
+
+
 class Receiver:
     def __init__(
         self, settings: Settings, client: Client, log_store: ReceiptLog, store: SubscriberStore | None = None
@@ -119,8 +127,7 @@ class Receiver:
         self._client = client
         self._log = log_store
         self._store = store
-        token = settings.twilio.auth_token
-        self._twilio = RequestValidator(token.get_secret_value()) if token else None
+        self._twilio = [RequestValidator(token.get_secret_value()) for token in twilio_tokens(settings)]
         key = settings.receiver.link_signing_key
         self._link_key = key.get_secret_value().encode() if key else None
 
@@ -138,7 +145,7 @@ class Receiver:
         )
 
     async def twilio_status(self, request: Request) -> Response:
-        if self._twilio is None:
+        if not self._twilio:
             return Response("twilio.auth_token is not configured", status_code=503)
         body = await read_body(request)
         try:
@@ -149,7 +156,8 @@ class Receiver:
         params = ImmutableMultiDict(pairs)
         public = self._settings.receiver.public_url.rstrip("/")
         url = f"{public}{request.url.path}" + (f"?{request.url.query}" if request.url.query else "")
-        if not self._twilio.validate(url, params, request.headers.get("x-twilio-signature", "")):
+        signature = request.headers.get("x-twilio-signature", "")
+        if not any(validator.validate(url, params, signature) for validator in self._twilio):
             return Response("forbidden: bad or missing X-Twilio-Signature", status_code=403)
         status = TWILIO_STATUSES.get(params.get("MessageStatus", ""))
         workflow_id = request.query_params.get("w")

@@ -25,6 +25,7 @@ class _Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        self._sink.recipients_asked.append(address)
         refusal = self._sink.refuse.get(address)
         if refusal:
             return refusal
@@ -94,6 +95,8 @@ class SmtpSink:
         self.saved: list[Path] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.refuse: dict[str, str] = {}
+        self.recipients_asked: list[str] = []
+        """Every RCPT TO address, accepted or refused: how often a sender tried this sink."""
         self.failed_logins = 0
         auth: dict[str, Any] = {}
         if credentials is not None:

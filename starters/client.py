@@ -39,6 +39,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from tidings import search_attributes as sa
+from tidings.activities.failover.route import ledger_from
 from tidings.activities.templates import validate_template_content
 from tidings.codec import recipient_hash_key, recipient_search_value
 from tidings.models import (
@@ -163,7 +164,8 @@ async def with_live_attempts(
     description: WorkflowExecutionDescription,
     converter: DataConverter,
 ) -> NotificationState:
-    """Fill in the attempt under way and the last failure of each delivery that is retrying.
+    """Fill in the attempt under way, the last failure and (failover) the providers tried so far
+    of each delivery that is retrying.
 
     The workflow learns an activity's attempts only when it ends; the server knows them while it
     retries (its pending activities). Which delivery a pending activity is comes from the input it
@@ -187,6 +189,10 @@ async def with_live_attempts(
         destination.attempts = activity.attempt
         if activity.HasField("last_failure") and activity.last_failure.message:
             destination.last_error = activity.last_failure.message
+        if activity.HasField("heartbeat_details") and activity.heartbeat_details.payloads:
+            # failover: the ledger the last attempt left (providers moved on from, skipped)
+            ledger = await converter.decode(activity.heartbeat_details.payloads)
+            destination.providers_tried = ledger_from(ledger) or destination.providers_tried
     return state
 
 

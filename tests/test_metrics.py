@@ -305,3 +305,50 @@ async def test_tidings_worker_serves_metrics_and_logs_json_lines(
     assert accepted["workflow_id"] == state.workflow_id
     assert (accepted["channel"], accepted["provider"], accepted["level"]) == ("email", "smtp", "INFO")
     assert "ada@example.com" not in err.decode()
+
+
+async def test_failover_and_breaker_metrics(
+    dev_env: WorkflowEnvironment,
+    runtime: Runtime,
+    metrics_address: str,
+    settings: Settings,
+    store: SqliteStore,
+    smtp_sink: SmtpSink,
+) -> None:
+    """The first relay refuses for now (421): the delivery leaves it after its one-attempt budget,
+    which also opens its circuit (threshold 1); the backup relay sends."""
+    client = await Client.connect(
+        dev_env.client.service_client.config.target_host,
+        namespace=dev_env.client.namespace,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+    )
+    with SmtpSink() as backup:
+        configured = Settings.model_validate(
+            {
+                **settings.model_dump(exclude={"providers", "channels", "failover"}),
+                "providers": {"relay_b": {"kind": "smtp", "host": backup.host, "port": backup.port}},
+                "channels": {"email": {"providers": ["smtp", "relay_b"]}},
+                "failover": {"attempts": 1, "breaker_threshold": 1},
+            }
+        )
+        smtp_sink.refuse["ada@example.com"] = "421 4.3.0 try again later"
+        queue = f"metrics-{uuid.uuid4().hex[:8]}"
+        before = await scrape(metrics_address)
+        async with running_worker(client, configured, store, task_queue=queue):
+            tidings = TidingsClient(client, task_queue=queue)
+            [handle] = await tidings.send(
+                request(
+                    f"m-failover-{uuid.uuid4().hex[:6]}",
+                    {"id": "user-42", "email": "ada@example.com"},
+                    ["email"],
+                )
+            )
+            assert (await handle.result()).phase is Phase.delivered
+        assert len(backup.received) == 1
+    change = delta(before, await scrape(metrics_address))
+    assert change("tidings_provider_failovers_total", channel="email", provider="smtp") == 1
+    assert change("tidings_circuit_breaker_changes_total", provider="smtp", state="open") == 1
+    assert change("tidings_provider_responses_total", provider="smtp", result="transient") == 1
+    assert change("tidings_provider_responses_total", provider="relay_b", result="accepted") == 1
+    assert change("tidings_deliveries_total", channel="email", provider="relay_b", outcome="sent") == 1

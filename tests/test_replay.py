@@ -3,8 +3,9 @@
 `tests/histories/` holds histories recorded with earlier versions of NotificationWorkflow (the
 `v1-*` files: before the workflow took raw input and used delivery ids as activity ids), one per
 kind of notification: delivered, stored recipient, fallback, retried, cancelled, rescheduled,
-escalation stopped by a read, and one still waiting for its schedule; `v2-inline` is an
-immediate notification to an inline recipient prepared in the workflow itself (no
+escalation stopped by a read, and one still waiting for its schedule; `notification-failover`
+is an email the second SMTP relay sent after the first used its failover budget; `v2-inline` is
+an immediate notification to an inline recipient prepared in the workflow itself (no
 `prepare_notification`, started as `sending`, one search-attribute update). Besides these, every test
 that uses the `tidings` fixture replays the histories of the notifications it started (see
 `tests/conftest.py`).
@@ -45,4 +46,5 @@ def test_every_kind_of_recorded_history_is_there() -> None:
     names = {p.stem for p in HISTORIES}
     for kind in ("email", "stored", "fallback", "retry", "cancel", "resched", "escalate", "waiting"):
         assert f"notification-v1-{kind}" in names
+    assert "notification-failover" in names  # email sent by the second relay after the first's budget
     assert "notification-v2-inline" in names

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -266,6 +267,116 @@ class LoggingSettings(Section):
     format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
 
 
+class NamedSmtpSettings(SmtpSettings):
+    """`[providers.NAME] kind = "smtp"`: a second SMTP relay, with its own host and credentials."""
+
+    kind: Literal["smtp"]
+
+
+class NamedTwilioSettings(TwilioSettings):
+    """`[providers.NAME] kind = "twilio"`: a second Twilio account or messaging service."""
+
+    kind: Literal["twilio"]
+
+    @model_validator(mode="after")
+    def _complete(self) -> NamedTwilioSettings:
+        if not (self.account_sid and self.auth_token):
+            raise ValueError("a twilio provider needs account_sid and auth_token")
+        if not (self.from_number or self.messaging_service_sid):
+            raise ValueError("a twilio provider needs from_number or messaging_service_sid")
+        return self
+
+
+NamedProviderSettings = Annotated[NamedSmtpSettings | NamedTwilioSettings, Field(discriminator="kind")]
+
+PROVIDER_KINDS: dict[Channel, str] = {Channel.email: "smtp", Channel.sms: "twilio"}
+"""The channels whose provider can fail over, and the kind of provider each one takes."""
+
+BUILT_IN_PROVIDERS = frozenset({"smtp", "twilio", "fcm", "apns", "webpush", "slack", "webhook", "inbox"})
+PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class ChannelProviders(Section):
+    """`[channels.email] providers = ["smtp", "smtp_backup"]`: the providers a channel tries, in order."""
+
+    providers: list[str] = Field(min_length=1, max_length=8)
+
+    @field_validator("providers")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed more than once")
+        return value
+
+
+class ProviderBudget(Section):
+    """How long one provider is tried for a delivery, and when its circuit breaker opens.
+
+    Every field left out takes the value of `[failover]`."""
+
+    attempts: int | None = Field(default=None, ge=1, le=100)
+    time: timedelta | None = None
+    breaker_threshold: int | None = Field(default=None, ge=1, le=1000)
+    breaker_cooldown: timedelta | None = None
+
+    @field_validator("time", "breaker_cooldown")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+
+class FailoverPolicy(BaseModel):
+    """The resolved budget and breaker settings of one provider (see `FailoverSettings.policy_for`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempts: int
+    time: timedelta
+    breaker_threshold: int
+    breaker_cooldown: timedelta
+
+
+class FailoverSettings(Section):
+    """`[failover]`: the defaults for every provider of a channel with several providers, and
+    `[failover.providers.NAME]` for one provider.
+
+    A delivery moves from a provider to the next one after `attempts` retryable failures or once
+    `time` has passed since its first attempt there, whichever comes first (Courier's default is
+    five minutes per provider). After `breaker_threshold` consecutive retryable failures on a
+    worker, the provider's circuit opens: new deliveries skip it for `breaker_cooldown`, then one
+    probe decides whether it closes.
+    """
+
+    attempts: int = Field(default=3, ge=1, le=100)
+    time: timedelta = timedelta(minutes=5)
+    breaker_threshold: int = Field(default=5, ge=1, le=1000)
+    breaker_cooldown: timedelta = timedelta(seconds=60)
+    providers: dict[str, ProviderBudget] = Field(default_factory=dict)
+
+    @field_validator("time", "breaker_cooldown")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+    def policy_for(self, provider: str) -> FailoverPolicy:
+        own = self.providers.get(provider) or ProviderBudget()
+        return FailoverPolicy(
+            attempts=own.attempts if own.attempts is not None else self.attempts,
+            time=own.time if own.time is not None else self.time,
+            breaker_threshold=(
+                own.breaker_threshold if own.breaker_threshold is not None else self.breaker_threshold
+            ),
+            breaker_cooldown=own.breaker_cooldown
+            if own.breaker_cooldown is not None
+            else self.breaker_cooldown,
+        )
+
+
 def _default_retry() -> dict[Channel, RetrySpec]:
     return {
         Channel.push: RetrySpec(maximum_attempts=5),
@@ -302,6 +413,85 @@ class Settings(BaseSettings):
     codec_server: CodecServerSettings = Field(default_factory=CodecServerSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    providers: dict[str, NamedProviderSettings] = Field(
+        default_factory=dict, description="named provider instances: [providers.NAME] kind = ..."
+    )
+    channels: dict[Channel, ChannelProviders] = Field(
+        default_factory=dict, description="per channel, the providers it tries in order"
+    )
+    failover: FailoverSettings = Field(default_factory=FailoverSettings)
+
+    @model_validator(mode="after")
+    def _providers_exist(self) -> Settings:
+        """Every name in `channels.*.providers` and `failover.providers` is a provider of the right
+        kind; the errors name the key, so a typo is found at start, not at the first failover."""
+        for name in self.providers:
+            if name in BUILT_IN_PROVIDERS:
+                raise ValueError(
+                    f"providers.{name}: {name!r} is a built-in provider; configure it in [{name}]"
+                )
+            if not PROVIDER_NAME.match(name):
+                raise ValueError(
+                    f"providers.{name}: provider names are 1-40 lowercase letters, digits and _,"
+                    " starting with a letter"
+                )
+        for channel, chain in self.channels.items():
+            key = f"channels.{channel.value}.providers"
+            kind = PROVIDER_KINDS.get(channel)
+            if kind is None:
+                served = ", ".join(c.value for c in PROVIDER_KINDS)
+                raise ValueError(f"{key}: only {served} can have several providers")
+            for name in chain.providers:
+                self._check_provider(key, name, kind)
+            if len(chain.providers) > 1:
+                self._check_attempts_cover(channel, chain.providers)
+        for name in self.failover.providers:
+            if name not in BUILT_IN_PROVIDERS and name not in self.providers:
+                raise ValueError(
+                    f"failover.providers.{name}: no provider is named {name!r}{self._hint(name)}"
+                )
+        return self
+
+    def _hint(self, name: str) -> str:
+        close = difflib.get_close_matches(name, [*self.providers, *BUILT_IN_PROVIDERS], n=1)
+        return f" (did you mean {close[0]}?)" if close else ""
+
+    def _check_provider(self, key: str, name: str, kind: str) -> None:
+        if name == "twilio":
+            t = self.twilio
+            if not (t.account_sid and t.auth_token and (t.from_number or t.messaging_service_sid)):
+                raise ValueError(
+                    f"{key}: 'twilio' needs twilio.account_sid, twilio.auth_token and "
+                    "twilio.from_number or twilio.messaging_service_sid"
+                )
+        if name == kind:
+            return
+        named = self.providers.get(name)
+        if named is None:
+            raise ValueError(
+                f"{key}: {name!r} is not a provider{self._hint(name)}; "
+                f'define it as [providers.{name}] with kind = "{kind}"'
+            )
+        if named.kind != kind:
+            raise ValueError(f"{key}: {name!r} is a {named.kind} provider; this channel needs {kind}")
+
+    def _check_attempts_cover(self, channel: Channel, chain: list[str]) -> None:
+        """The channel's retry policy bounds a delivery across all its providers: it must leave at
+        least one attempt for the last provider once the others have used their budgets."""
+        maximum = self.retry_for(channel).maximum_attempts
+        needed = sum(self.failover.policy_for(name).attempts for name in chain[:-1]) + 1
+        if maximum < needed:
+            before = ", ".join(chain[:-1])
+            raise ValueError(
+                f"retry.{channel.value}.maximum_attempts is {maximum}, but "
+                f"channels.{channel.value}.providers needs at least {needed}: "
+                f"the failover attempt budgets of {before} plus one attempt for {chain[-1]}"
+            )
+
+    def chain_for(self, channel: Channel) -> list[str]:
+        """The providers a channel tries, in order ([] when it has not been configured)."""
+        chain = self.channels.get(channel)
+        return list(chain.providers) if chain else []
 
     @classmethod
     def settings_customise_sources(
@@ -336,6 +526,8 @@ def _settings_path() -> Path | None:
 def _error_line(err: ErrorDetails) -> str:
     """One line per problem, naming the key; never the value (it may be a secret)."""
     where = ".".join(str(p) for p in err["loc"])
+    if not where:  # a check across sections; its message names the keys
+        return f"  {err['msg'].removeprefix('Value error, ')}"
     if err["type"] == "extra_forbidden":
         hint = _did_you_mean(err["loc"])
         return f"  {where}: unknown setting{hint}"

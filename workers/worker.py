@@ -20,6 +20,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from tidings.activities.delivery import DeliveryActivities, LinkTracking, Renderer
+from tidings.activities.failover.chains import ProviderChains
 from tidings.activities.providers.base import Provider
 from tidings.activities.providers.registry import build_providers
 from tidings.activities.store.base import SubscriberStore
@@ -104,7 +105,13 @@ def build_worker(
     providers = providers if providers is not None else build_providers(settings, store)
     key = settings.receiver.link_signing_key
     links = LinkTracking(settings.receiver.public_url, key.get_secret_value().encode()) if key else None
-    delivery = DeliveryActivities(providers, renderer or default_renderer(settings), links, store)
+    delivery = DeliveryActivities(
+        providers,
+        renderer or default_renderer(settings),
+        links,
+        store,
+        ProviderChains.from_settings(settings),
+    )
     subscribers = SubscriberActivities(store, settings)
     w = settings.worker
     queue = task_queue or settings.temporal.task_queue

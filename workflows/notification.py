@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         Preparation,
         PrepareInput,
         Priority,
+        ProviderTry,
         ReceiptStatus,
         Recipient,
         RetrySpec,
@@ -112,7 +113,10 @@ def current_details(state: NotificationState) -> str:
             line += f", {d.last_error}"
         if d.fallback_from:
             line += f" (fallback from {d.fallback_from.value})"
+        if d.provider_used and d.provider_used != d.provider:
+            line += f" via {d.provider_used}"
         lines.append(line)
+        lines.extend(f"  - {t.summary}" for t in d.providers_tried if t.outcome != "sent")
     if state.events:
         lines.append(f"**Last event:** {state.events[-1].message}")
     return "\n".join(lines)
@@ -477,6 +481,7 @@ class NotificationWorkflow:
         except ActivityError as err:
             reason, kind, attempts, details = _describe_failure(err, policy)
             reason = scrub(reason, [destination.address])
+            _record_providers(state, details.get("providers"), None)
             self._record_failure(state, reason, kind, attempts)
             if details.get("deactivate_device") and destination.device_id:
                 await self._deactivate(recipient.id, destination.device_id, reason, details)
@@ -486,9 +491,12 @@ class NotificationWorkflow:
         state.status = DeliveryStatus.sent
         state.attempts = result.attempt
         state.provider_message_id = result.provider_message_id
+        _record_providers(state, result.providers_tried, result.provider)
         state.finished_at = workflow.now()
         workflow.set_current_details(current_details(self._state))
-        metrics.delivery_finished(state.channel.value, state.provider, "sent", state.attempts)
+        metrics.delivery_finished(
+            state.channel.value, state.provider_used or state.provider, "sent", state.attempts
+        )
         return True
 
     def _delivery_slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -711,6 +719,20 @@ def _needed_by(destination: Destination, recipient: Recipient) -> Recipient:
     return recipient.model_copy(
         update={"devices": [d for d in recipient.devices if d.id == destination.device_id]}
     )
+
+
+def _record_providers(state: DestinationState, tried: object, used: str | None) -> None:
+    """Failover (a channel with several providers): which ones the activity tried or skipped and
+    why, from its result or failure details. State only: no command, so replay is unaffected."""
+    if not tried or not isinstance(tried, list):
+        return
+    try:
+        state.providers_tried = [
+            t if isinstance(t, ProviderTry) else ProviderTry.model_validate(t) for t in tried
+        ]
+    except ValidationError:
+        return
+    state.provider_used = used
 
 
 def _one_line(text: Exception | str) -> str:

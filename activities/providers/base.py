@@ -5,7 +5,9 @@ service. It never retries by itself: it classifies each failure so that Temporal
 retry policy can act on it.
 
 - `PermanentDeliveryError`: sending again cannot help (bad address, unregistered token, content
-  rejected). Non-retryable; the workflow moves on to the fallback channel.
+  rejected). Non-retryable; the workflow moves on to the fallback channel. With
+  `provider_fault`, the fault is the provider account's (credentials refused): a channel with
+  several providers moves on to the next one instead.
 - `TransientDeliveryError`: the service or the network failed; retry with backoff.
 - `ThrottledDeliveryError`: the service asked us to slow down; retry after its Retry-After.
 
@@ -43,8 +45,10 @@ class PermanentDeliveryError(DeliveryError):
         deactivate_device: bool = False,
         provider_timestamp: datetime | None = None,
         disable_endpoint: bool = False,
+        provider_fault: bool = False,
     ) -> None:
         super().__init__(reason)
+        self.provider_fault = provider_fault
         self.deactivate_device = deactivate_device
         self.disable_endpoint = disable_endpoint
         self.provider_timestamp = provider_timestamp

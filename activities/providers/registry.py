@@ -16,7 +16,7 @@ from tidings.activities.providers.twilio import TwilioProvider
 from tidings.activities.providers.webhook import WebhookProvider
 from tidings.activities.providers.webpush import WebPushProvider
 from tidings.activities.store.base import SubscriberStore
-from tidings.settings import Settings
+from tidings.settings import NamedSmtpSettings, NamedTwilioSettings, Settings
 
 SETTINGS_HINT: dict[str, str] = {
     "fcm": "fcm.project_id and fcm.service_account_file",
@@ -43,4 +43,21 @@ def build_providers(settings: Settings, store: SubscriberStore) -> dict[str, Pro
     if twilio.account_sid and twilio.auth_token and (twilio.from_number or twilio.messaging_service_sid):
         providers.append(TwilioProvider(twilio, settings.receiver, store))
     providers.append(InboxProvider(store.inbox))
+    providers.extend(_named_providers(settings, store))
     return {p.name: p for p in providers}
+
+
+def _named_providers(settings: Settings, store: SubscriberStore) -> list[Provider]:
+    """`[providers.NAME]` instances (further relays and accounts for failover).
+
+    A relay that sets no `from_address` sends with `smtp.from_address`, so the Message-ID
+    (`<delivery id@from domain>`) is the same whichever relay delivers."""
+    named: list[Provider] = []
+    for name, section in settings.providers.items():
+        if isinstance(section, NamedSmtpSettings):
+            if "from_address" not in section.model_fields_set:
+                section = section.model_copy(update={"from_address": settings.smtp.from_address})
+            named.append(SmtpProvider(section, name=name))
+        elif isinstance(section, NamedTwilioSettings):
+            named.append(TwilioProvider(section, settings.receiver, store, name=name))
+    return named

@@ -106,9 +106,9 @@ def build_email(delivery: DeliveryInput, message: RenderedMessage, from_address:
 
 
 class SmtpProvider:
-    name = "smtp"
-
-    def __init__(self, settings: SmtpSettings) -> None:
+    def __init__(self, settings: SmtpSettings, name: str = "smtp") -> None:
+        """`name`: "smtp", or the name of a `[providers.NAME]` relay of a channel with failover."""
+        self.name = name
         self._settings = settings
 
     async def send(self, delivery: DeliveryInput, message: RenderedMessage) -> ProviderReceipt:
@@ -131,8 +131,9 @@ class SmtpProvider:
             reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
             raise _classify(min(codes), f"recipient refused: {reason}") from None
         except aiosmtplib.SMTPAuthenticationError as exc:
+            section = "smtp" if self.name == "smtp" else f"providers.{self.name}"
             raise TransientDeliveryError(
-                f"SMTP authentication failed ({exc.code}); check smtp.username/smtp.password"
+                f"SMTP authentication failed ({exc.code}); check {section}.username/{section}.password"
             ) from None
         except aiosmtplib.SMTPResponseException as exc:
             raise _classify(exc.code, f"SMTP server answered {exc.code} {exc.message}") from None

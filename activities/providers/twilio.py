@@ -32,15 +32,16 @@ TOO_MANY_REQUESTS = 20429
 
 
 class TwilioProvider:
-    name = "twilio"
-
     def __init__(
         self,
         settings: TwilioSettings,
         receiver: ReceiverSettings,
         store: SubscriberStore,
         client: httpx.AsyncClient | None = None,
+        name: str = "twilio",
     ) -> None:
+        """`name`: "twilio", or the name of a `[providers.NAME]` account of a channel with failover."""
+        self.name = name
         if not (settings.account_sid and settings.auth_token):
             raise ValueError("Twilio needs twilio.account_sid and twilio.auth_token")
         if not (settings.from_number or settings.messaging_service_sid):
@@ -76,7 +77,8 @@ class TwilioProvider:
         response = await post(self._client, "Twilio", self._url, data=form, auth=self._auth)
         if response.status_code in (200, 201):
             return ProviderReceipt(response.json().get("sid"))
-        error = _classify(response)
+        section = "twilio" if self.name == "twilio" else f"providers.{self.name}"
+        error = _classify(response, section)
         if isinstance(error, TwilioPermanentError) and error.twilio_code == UNSUBSCRIBED:
             await self._store.opt_out_channel(delivery.recipient.id, Channel.sms)
         raise error
@@ -88,13 +90,13 @@ class TwilioProvider:
 class TwilioPermanentError(PermanentDeliveryError):
     """A permanent failure that remembers Twilio's error code."""
 
-    def __init__(self, reason: str, twilio_code: int | None) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, twilio_code: int | None, *, provider_fault: bool = False) -> None:
+        super().__init__(reason, provider_fault=provider_fault)
         self.twilio_code = twilio_code
 
 
 def _classify(
-    response: httpx.Response,
+    response: httpx.Response, section: str = "twilio"
 ) -> PermanentDeliveryError | TransientDeliveryError | ThrottledDeliveryError:
     status = response.status_code
     try:
@@ -115,5 +117,7 @@ def _classify(
     if code == INVALID_TO:
         return TwilioPermanentError(f"{reason} (invalid 'To' number)", code)
     if status == 401:
-        return TwilioPermanentError(f"{reason}; check twilio.account_sid and twilio.auth_token", code)
+        return TwilioPermanentError(
+            f"{reason}; check {section}.account_sid and {section}.auth_token", code, provider_fault=True
+        )
     return TwilioPermanentError(reason, code)

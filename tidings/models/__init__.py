@@ -40,6 +40,9 @@ from tidings.models.deliveries import (
     PrepareInput as PrepareInput,
 )
 from tidings.models.deliveries import (
+    ProviderTry as ProviderTry,
+)
+from tidings.models.deliveries import (
     delivery_id_for as delivery_id_for,
 )
 from tidings.models.fields import (

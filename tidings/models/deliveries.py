@@ -59,11 +59,43 @@ class DeliveryInput(Model):
     )
 
 
+TryOutcome = Literal["trying", "sent", "failed", "moved_on", "skipped"]
+
+
+class ProviderTry(Model):
+    """One provider of a channel with several (failover), as far as this delivery got with it.
+
+    `moved_on`: its budget ran out (or it was throttled beyond it) and the delivery went on to
+    the next provider; `skipped`: its circuit was open, so it was not tried (`circuit_open_since`);
+    `trying`: tried, failed retryably, still in play (the latest attempt is `last_attempt_at`)."""
+
+    provider: str
+    outcome: TryOutcome = "trying"
+    attempts: int = 0
+    first_attempt_at: AwareDatetime | None = None
+    last_attempt_at: AwareDatetime | None = None
+    reason: str | None = None
+    circuit_open_since: AwareDatetime | None = None
+
+    @property
+    def summary(self) -> str:
+        """One line for the Web UI: 'smtp skipped: circuit open since 12:00:03Z'."""
+        if self.outcome == "skipped" and self.circuit_open_since is not None:
+            return f"{self.provider} skipped: circuit open since {self.circuit_open_since.isoformat()}"
+        line = f"{self.provider} {self.outcome.replace('_', ' ')}"
+        if self.attempts:
+            line += f" after {self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        return f"{line}: {self.reason}" if self.reason else line
+
+
 class DeliveryResult(Model):
     provider: str
     provider_message_id: str | None = None
     attempt: int = 1
     accepted_at: AwareDatetime
+    providers_tried: list[ProviderTry] = Field(
+        default_factory=list, description="with several providers (failover): each one tried or skipped"
+    )
 
 
 ErrorKind = Literal["permanent", "transient", "throttled", "timeout"]

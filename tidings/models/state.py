@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from tidings.models.deliveries import ErrorKind
+from tidings.models.deliveries import ErrorKind, ProviderTry
 from tidings.models.fields import AwareDatetime, Channel, Model, Priority
 
 
@@ -96,6 +96,13 @@ class DestinationState(Model):
     finished_at: AwareDatetime | None = None
     fallback_from: Channel | None = None
     fallback_reason: str | None = None
+    provider_used: str | None = Field(
+        default=None, description="with several providers (failover): the one that accepted the message"
+    )
+    providers_tried: list[ProviderTry] = Field(
+        default_factory=list,
+        description="with several providers (failover): each one tried or skipped, and why",
+    )
     receipts: list[DeliveryReceipt] = Field(default_factory=list)
     engagement: list[Engagement] = Field(default_factory=list)
 

@@ -15,6 +15,8 @@ recipient id, address, notification id or other unbounded value is ever a label.
 | `tidings_escalations_total` | counter | from_channel, to_channel | workflow, when it escalates |
 | `tidings_devices_deactivated_total` | counter | channel, provider | workflow, after deactivating |
 | `tidings_notifications_total` | counter | phase | workflow, in its final phase |
+| `tidings_provider_failovers_total` | counter | channel, provider | `deliver`, leaving a provider |
+| `tidings_circuit_breaker_changes_total` | counter | provider, state | `deliver`, breaker changes |
 
 Workflow-side recorders use `workflow.metric_meter()`, which records nothing while a workflow is
 replayed, so a worker restart or cache eviction does not count anything twice; they add no
@@ -39,6 +41,8 @@ FALLBACKS = "tidings_fallbacks"
 ESCALATIONS = "tidings_escalations"
 DEVICES_DEACTIVATED = "tidings_devices_deactivated"
 NOTIFICATIONS = "tidings_notifications"
+FAILOVERS = "tidings_provider_failovers"
+BREAKER_CHANGES = "tidings_circuit_breaker_changes"
 
 Outcome = Literal["sent", "failed-permanent", "failed-exhausted", "throttled"]
 """How one delivery (one destination of one notification) ended.
@@ -156,3 +160,19 @@ def provider_accepted(channel: str, provider: str, accepted_at: datetime) -> Non
     activity.metric_meter().create_histogram_float(
         DELIVERY_LATENCY, "Seconds from a delivery's scheduling to provider acceptance"
     ).record(waited.total_seconds(), {"channel": channel, "provider": provider})
+
+
+def provider_failover(channel: str, provider: str) -> None:
+    """A delivery left `provider` for the next provider of its channel."""
+    activity.metric_meter().create_counter(FAILOVERS, "Deliveries that left a provider for the next").add(
+        1, {"channel": channel, "provider": provider}
+    )
+
+
+def breaker_changed(provider: str, state: str) -> None:
+    """Provider names come from the settings file, so the label stays bounded."""
+    if not activity.in_activity():
+        return
+    activity.metric_meter().create_counter(BREAKER_CHANGES, "Circuit breaker state changes").add(
+        1, {"provider": provider, "state": state}
+    )
