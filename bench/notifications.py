@@ -43,6 +43,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import mean
 from sys import executable
 
 from temporalio.client import Client
@@ -461,7 +462,8 @@ def report(results: dict[str, list[Figures]], count: int, concurrency: int, sepa
         f"ratio tidings/baseline, median (range) over {len(pairs)} rounds: "
         f"throughput {spread([x.rate / y.rate for x, y in pairs])}, "
         f"p50 latency {spread([x.pct(0.5) / y.pct(0.5) for x, y in pairs])}, "
-        f"p99 latency {spread([x.pct(0.99) / y.pct(0.99) for x, y in pairs])}"
+        f"p99 latency {spread([x.pct(0.99) / y.pct(0.99) for x, y in pairs])}, "
+        f"mean latency {spread([mean(x.latencies) / mean(y.latencies) for x, y in pairs])}"
     )
     ours = [p for p in processes if p != "receiver"]  # the receiver is the customer's endpoint
     cpu_ratios = ", ".join(
