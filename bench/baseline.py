@@ -7,7 +7,9 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 
-RECEIVED: dict[str, float] = {}
+from bench.arrivals import Arrivals
+
+RECEIVED = Arrivals()
 
 
 @activity.defn(name="bench_noop")

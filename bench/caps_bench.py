@@ -2,10 +2,10 @@
 
 Runs, against one Temporal dev server, the same immediate webhook notification (inline recipient,
 delivered by the real worker to a local HTTP endpoint) through two workers on one store:
-- `plain`: no cap configured (nothing is reserved, the store is not touched);
-- `capped`: `[frequency_caps] webhook = ["10000/PT1H", "10000/P1D"]`: every notification reserves
-  its slot in the store (one write transaction under the recipient's lock), inside the local
-  activity that already runs before sending, so the workflow's history stays as long.
+- `plain`: no cap (prepared in the workflow itself: nothing is reserved, the store is not touched);
+- `capped`: the recipient carries `frequency_caps: {webhook: ["10000/PT1H", "10000/P1D"]}`: every
+  notification reserves its slot in the store (one write transaction under the recipient's lock),
+  inside the `prepare_notification` local activity (no extra server round trip; one marker event).
 Then one notification over its cap, to show what a `throttled` one costs (history events).
 Per store backend (`--stores sqlite,postgres`), rounds alternate to share the noise; it prints
 notifications/s, p50/p99 start-to-endpoint latency, history events and the capped/plain ratios.
@@ -24,7 +24,8 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bench.notifications import TEMPORAL, Figures, history_length, measure, open_bench_store
+from bench.arrivals import Arrivals
+from bench.notifications import TEMPORAL, Figures, history_size, measure, open_bench_store
 from tidings import search_attributes as sa
 from tidings.models import Phase
 from tidings.sandbox.http_endpoint import HttpEndpoint
@@ -42,14 +43,11 @@ async def main(count: int, concurrency: int, rounds: int, workdir: Path, stores:
         data_converter=pydantic_data_converter,
         search_attributes=sa.ALL,
     )
-    received: dict[str, float] = {}
+    received = Arrivals()
     endpoint = await HttpEndpoint(
         on_request=lambda r: received.__setitem__(r.query.removeprefix("k="), r.received_at)
     ).start()
-    plain = Settings.model_validate({"store": {"sqlite_path": workdir / "caps.sqlite3"}})
-    capped = Settings.model_validate(
-        {**plain.model_dump(), "frequency_caps": {"webhook": CAPS, "policy": "drop"}}
-    )
+    settings = Settings.model_validate({"store": {"sqlite_path": workdir / "caps.sqlite3"}})
     results: dict[str, list[Figures]] = {}
     throttled_events: dict[str, int] = {}
     async with contextlib.AsyncExitStack() as cleanup:
@@ -58,13 +56,13 @@ async def main(count: int, concurrency: int, rounds: int, workdir: Path, stores:
         contenders: list[tuple[str, Callable[[str], Awaitable[None]]]] = []
         for kind in stores:
             store = await open_bench_store(kind, workdir, cleanup)
-            for name, settings in (("plain", plain), ("capped", capped)):
+            for name, caps in (("plain", None), ("capped", CAPS)):
                 queue = f"caps-{name}-{kind}"
                 await cleanup.enter_async_context(
                     running_worker(env.client, settings, store, task_queue=queue)
                 )
                 client = TidingsClient(env.client, task_queue=queue, eager_start=True)
-                contenders.append((f"{name}-{kind}", _starter(client, endpoint.url)))
+                contenders.append((f"{name}-{kind}", _starter(client, endpoint.url, caps)))
             throttled_events[kind] = await _throttled_history(
                 TidingsClient(env.client, task_queue=f"caps-capped-{kind}"), endpoint.url
             )
@@ -72,17 +70,19 @@ async def main(count: int, concurrency: int, rounds: int, workdir: Path, stores:
             for name, start in contenders:
                 seconds, latencies = await measure(name, count, concurrency, start, received)
                 last = next(k for k in reversed(list(received)) if k.startswith(name))
-                events = await history_length(env.client, f"notification-{last}~{last}")
+                events, _ = await history_size(env.client, f"notification-{last}~{last}")
                 results.setdefault(name, []).append(Figures(name, count, seconds, latencies, events))
     report(results, throttled_events, count, concurrency, stores)
 
 
-def _starter(client: TidingsClient, url: str) -> Callable[[str], Awaitable[None]]:
+def _starter(client: TidingsClient, url: str, caps: list[str] | None) -> Callable[[str], Awaitable[None]]:
+    preferences = {"frequency_caps": {"webhook": caps}} if caps else {}
+
     async def start(key: str) -> None:
         await client.send(
             {
                 "id": key,
-                "recipients": [{"id": key, "webhook_url": f"{url}/hook?k={key}"}],
+                "recipients": [{"id": key, "webhook_url": f"{url}/hook?k={key}", "preferences": preferences}],
                 "channels": ["webhook"],
                 "content": {"title": "bench"},
             }

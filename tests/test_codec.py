@@ -19,7 +19,6 @@ import pytest
 import pytest_asyncio
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
@@ -38,6 +37,7 @@ from tidings.codec import (
     recipient_id_hash,
 )
 from tidings.models import Phase
+from tidings.payloads import compact_data_converter
 from tidings.sandbox.http_endpoint import HttpEndpoint
 from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import Settings, SettingsError, load_settings
@@ -153,7 +153,7 @@ def test_settings_refuse_bad_keys_without_echoing_them(
 
 def test_codec_is_off_by_default() -> None:
     assert codec_for(Settings()) is None
-    assert data_converter_for(Settings()) is pydantic_data_converter
+    assert data_converter_for(Settings()) is compact_data_converter
 
 
 # ---------------------------------------------------------------- a real worker and client

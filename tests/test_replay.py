@@ -6,7 +6,9 @@ kind of notification: delivered, stored recipient, fallback, retried, cancelled,
 escalation stopped by a read, and one still waiting for its schedule; `v2-*` ones ended by a
 frequency cap (`throttled`) or held until its next slot (`deferred`); a digest (`digest-v1-*`);
 `notification-failover`, an email the second SMTP relay sent after the first used its
-failover budget; and `broadcast-v1-completed`, a BroadcastWorkflow to a topic in batches.
+failover budget; `broadcast-v1-completed`, a BroadcastWorkflow to a topic in batches; and
+`notification-v2-inline`, an immediate notification to an inline recipient prepared in the
+workflow itself (no `prepare_notification`, started as `sending`, one search-attribute update).
 Besides these, every test that uses the `tidings` fixture replays the histories of the
 notifications it started (see `tests/conftest.py`).
 """
@@ -52,3 +54,4 @@ def test_every_kind_of_recorded_history_is_there() -> None:
     # throttles and frequency caps (`v2`: the throttle-and-frequency-caps patch), and a digest
     assert {"notification-v2-throttled", "notification-v2-deferred", "digest-v1-fixed"} <= names
     assert "broadcast-v1-completed" in names
+    assert "notification-v2-inline" in names

@@ -11,7 +11,7 @@ from standardwebhooks import Webhook
 from temporalio.testing import WorkflowEnvironment
 
 from tidings.activities.providers.base import TransientDeliveryError
-from tidings.activities.providers.webhook import WebhookProvider
+from tidings.activities.providers.webhook import WebhookProvider, split_credentials
 from tidings.activities.rendering import InlineRenderer
 from tidings.activities.store.sqlite import SqliteStore
 from tidings.models import Channel, Content, DeliveryInput, Destination, Phase, Priority, Recipient
@@ -115,3 +115,10 @@ async def test_unreachable_endpoint_error_has_no_secret() -> None:
     finally:
         await provider.aclose()
     assert SECRET not in str(info.value)
+
+
+def test_credentials_in_the_url_become_a_basic_authorization_header() -> None:
+    bare, authorization = split_credentials("https://u%40x:p%3Aw@hooks.example.com:8443/in?token=t")
+    assert bare == "https://hooks.example.com:8443/in?token=t"
+    assert authorization == "Basic " + base64.b64encode(b"u@x:p:w").decode()
+    assert split_credentials("https://hooks.example.com/in") == ("https://hooks.example.com/in", None)

@@ -33,8 +33,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+
+from tidings.payloads import compact_data_converter
 
 if TYPE_CHECKING:
     from tidings.settings import Settings
@@ -129,16 +130,17 @@ def codec_from_keys(keys: Mapping[str, str], active_key: str) -> AesGcmCodec:
 
 
 def with_codec(codec: PayloadCodec | None) -> DataConverter:
-    """The pydantic data converter every Tidings process uses, with `codec` when given.
+    """The data converter every Tidings process uses (pydantic JSON without default values, see
+    tidings.payloads), with `codec` when given.
 
     With the codec, failure messages and stack traces are moved into an encoded payload too
     (Temporal's encoded failure attributes), so a provider's error text (which may quote an
     address) is encrypted like everything else; readers with the codec see them as before.
     """
     if codec is None:
-        return pydantic_data_converter
+        return compact_data_converter
     return dataclasses.replace(
-        pydantic_data_converter,
+        compact_data_converter,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

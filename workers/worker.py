@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import phonenumbers
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from tidings.activities.broadcast import BroadcastActivities
@@ -33,6 +33,7 @@ from tidings.settings import Settings
 from tidings.telemetry.logs import configure_logging
 from tidings.telemetry.metrics import install_worker_runtime
 from tidings.telemetry.tracing import client_interceptors, shutdown_tracing
+from tidings.workflows import worker_policy
 from tidings.workflows.broadcast import BroadcastWorkflow
 from tidings.workflows.digest import DigestWorkflow
 from tidings.workflows.notification import NotificationWorkflow
@@ -50,11 +51,24 @@ PASSTHROUGH_MODULES = ("tidings", "pydantic", "pydantic_core", "annotated_types"
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox every worker and replayer runs NotificationWorkflow in."""
+    """The sandbox the test suite's replayers run NotificationWorkflow in (see `worker_runner`)."""
     phonenumbers.PhoneMetadata.load_all()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )
+
+
+def worker_runner() -> UnsandboxedWorkflowRunner:
+    """What workers run NotificationWorkflow in: no sandbox.
+
+    The sandbox cost about a third of the worker's CPU per notification (its own setup per run and
+    re-entering it for every payload conversion; see bench/notifications.py and
+    docs/perf-readme-section.md), and it caused the phonenumbers lock deadlock. Determinism is
+    kept by other means instead: tests/test_workflow_determinism.py checks that the workflow's
+    modules call nothing nondeterministic, and every notification the test suite runs is replayed
+    inside this sandbox (`workflow_runner`), which refuses such calls at run time.
+    """
+    return UnsandboxedWorkflowRunner()
 
 
 async def connect(settings: Settings) -> Client:
@@ -109,9 +123,11 @@ def build_worker(
     subscribers = SubscriberActivities(store, settings)
     broadcasts = BroadcastActivities(store, settings, delivery)
     w = settings.worker
+    queue = task_queue or settings.temporal.task_queue
+    worker_policy.register(queue, worker_policy.WorkerPolicy.from_settings(settings))
     return Worker(
         client,
-        task_queue=task_queue or settings.temporal.task_queue,
+        task_queue=queue,
         workflows=[NotificationWorkflow, DigestWorkflow, BroadcastWorkflow],
         activities=[
             delivery.deliver,
@@ -125,7 +141,7 @@ def build_worker(
             broadcasts.outcome_counts,
             broadcasts.cancel_deferred,
         ],
-        workflow_runner=workflow_runner(),
+        workflow_runner=worker_runner(),
         max_concurrent_activities=w.max_concurrent_activities,
         max_concurrent_local_activities=w.max_concurrent_local_activities,
         max_concurrent_workflow_tasks=w.max_concurrent_workflow_tasks,

@@ -3,7 +3,9 @@
 The workflow only decides; activities do the I/O. Its life:
 
 1. Sleep durably until `schedule_at` (cancel / reschedule signals and updates wake it).
-2. Load the recipient and evaluate quiet hours (a local activity: no extra server round trip).
+2. Load the recipient and evaluate quiet hours (a local activity: no extra server round trip),
+   unless the recipient came inline and nothing needs the store or the time zone rules: then the
+   workflow prepares in its own code (`_needs_store_preparation`).
 3. Apply opt-outs; defer non-critical messages until the recipient's quiet hours end.
 4. Deliver every step of the channel plan concurrently; inside a step, try its fallback chain in
    order; inside a channel, run one provider activity per destination (device, address).
@@ -64,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
     from tidings.telemetry import metrics
     from tidings.validation import validation_message
     from tidings.workflows.inputs import InvalidInput, decode, decode_input, placeholder_input
+    from tidings.workflows.worker_policy import policy_for
 
 PERMANENT_ERROR_TYPES = ["PermanentDeliveryError", "ProviderNotConfigured", "RenderError"]
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -77,6 +80,14 @@ _NO_INPUT = RawValue(Payload())
 def search_attributes_for(request: NotificationInput, phase: Phase) -> TypedSearchAttributes:
     """The search attributes a notification starts with (set by the client at start)."""
     return TypedSearchAttributes(search_attribute_pairs(request, phase))
+
+
+def initial_phase(request: NotificationInput) -> Phase:
+    """The NotificationStatus a notification starts with: `sending` when it is to go out now.
+
+    An immediate notification thus needs no search-attribute update until its final phase (the
+    workflow only updates the attribute when the phase it shows differs; see `_set_phase`)."""
+    return Phase.scheduled if request.schedule_at is not None else Phase.sending
 
 
 def search_attribute_pairs(request: NotificationInput, phase: Phase) -> list[SearchAttributePair[Any]]:
@@ -151,6 +162,11 @@ class NotificationWorkflow:
         self._engaged = False
         self._escalations_waiting = 0
         self._delivery_slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
+        # The NotificationStatus search attribute as the server has it (the client sets it at start).
+        self._status_attribute = workflow.info().typed_search_attributes.get(sa.NOTIFICATION_STATUS)
+        # Clients before the in-workflow preparation always started notifications as `scheduled`
+        # (or without search attributes): see `_needs_store_preparation`.
+        self._started_as_sending = self._status_attribute == Phase.sending.value
         self._state = NotificationState(
             id=request_.id,
             workflow_id=workflow.info().workflow_id,
@@ -197,6 +213,7 @@ class NotificationWorkflow:
             return
         pairs = search_attribute_pairs(self._request, self._state.phase)
         workflow.upsert_search_attributes([p.key.value_set(p.value) for p in pairs])
+        self._status_attribute = self._state.phase.value
 
     async def _wait_until_deliverable(self) -> Preparation | None:
         """Sleep through schedule and quiet hours; return the preparation to send with.
@@ -210,30 +227,13 @@ class NotificationWorkflow:
                 if self._was_rescheduled():
                     continue
             self._check_expiry()
-            try:
-                prep = await workflow.execute_local_activity_method(
-                    SubscriberActivities.prepare_notification,
-                    PrepareInput(
-                        recipient_id=request.recipient_id,
-                        recipient=request.recipient,
-                        channels=request.all_channels,
-                        at=workflow.now(),
-                        caps=self._cap_check(),
-                    ),
-                    start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
-                    retry_policy=RetryPolicy(
-                        maximum_attempts=5,
-                        maximum_interval=timedelta(seconds=10),
-                        non_retryable_error_types=["InvalidRecipient"],
-                    ),
-                    summary=f"load recipient {request.recipient_id}",
-                )
-            except (ActivityError, ApplicationError) as err:
-                # A local activity's failure may arrive unwrapped, as the ApplicationError itself.
-                cause = err.cause if isinstance(err, ActivityError) else err
-                reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-                self._finish(Phase.failed, f"cannot load recipient {request.recipient_id!r}: {reason}")
-                return None
+            if not self._needs_store_preparation():
+                prep = self._prepared_in_workflow()
+            else:
+                loaded = await self._prepare_with_store()
+                if loaded is None:
+                    return None
+                prep = loaded
             if prep.recipient is None:
                 self._finish(
                     Phase.failed, f"unknown recipient {request.recipient_id!r}: not in the subscriber store"
@@ -276,6 +276,76 @@ class NotificationWorkflow:
         self._event(f"{hold.reason}; waiting for the next slot at {hold.until.isoformat()}")
         await self._sleep_until(hold.until, Phase.waiting_frequency_cap, "until a frequency-cap slot frees")
         return True
+
+    def _needs_store_preparation(self) -> bool:
+        """Whether preparing this notification needs the `prepare_notification` local activity.
+
+        It does when the recipient is in the store, and when quiet hours may defer it: those are
+        evaluated with the IANA time zone rules, and the activity's recorded result keeps a later
+        tzdata update from changing a replayed decision. Otherwise (an inline recipient without
+        quiet hours, or a critical notification) the request holds all there is to decide, and the
+        workflow does it in its own code: no extra activation, no marker copying the recipient.
+        A throttle, or frequency caps the inline recipient carries, need the store's counters too.
+        The answer must follow from what history holds (the input, the start event), never from
+        the worker's settings (`worker_policy`), or a replay on a worker configured differently
+        would take the other path and fail: so the worker's default frequency caps
+        (`[frequency_caps]`) do not apply on this path (see the README's frequency caps).
+
+        Replay safety: notifications started before this path existed ran the activity always, and
+        were all started with NotificationStatus `scheduled` (or none); only a client of this
+        version starts an immediate notification as `sending` (`initial_phase`). That value in the
+        start event is the version marker, so older histories replay the activity. It is used
+        instead of `workflow.patched()`, which in this SDK records a marker and also upserts
+        TemporalChangeVersion: two more history events and a visibility write per notification.
+        """
+        request = self._request
+        recipient = request.recipient
+        if recipient is None or not self._started_as_sending:
+            return True
+        if request.throttle is not None or recipient.preferences.frequency_caps:
+            return True
+        return recipient.preferences.quiet_hours is not None and request.priority is not Priority.critical
+
+    async def _prepare_with_store(self) -> Preparation | None:
+        """Run `prepare_notification`; None when the notification failed because it could not."""
+        request = self._request
+        try:
+            prep: Preparation = await workflow.execute_local_activity_method(
+                SubscriberActivities.prepare_notification,
+                PrepareInput(
+                    recipient_id=request.recipient_id,
+                    recipient=request.recipient,
+                    channels=request.all_channels,
+                    at=workflow.now(),
+                    caps=self._cap_check(),
+                ),
+                start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+                retry_policy=RetryPolicy(
+                    maximum_attempts=5,
+                    maximum_interval=timedelta(seconds=10),
+                    non_retryable_error_types=["InvalidRecipient"],
+                ),
+                summary=f"load recipient {request.recipient_id}",
+            )
+        except (ActivityError, ApplicationError) as err:
+            # A local activity's failure may arrive unwrapped, as the ApplicationError itself.
+            cause = err.cause if isinstance(err, ActivityError) else err
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            self._finish(Phase.failed, f"cannot load recipient {request.recipient_id!r}: {reason}")
+            return None
+        return prep
+
+    def _prepared_in_workflow(self) -> Preparation:
+        """The preparation `prepare_notification` would return for an inline recipient without
+        quiet hours, with the retry settings of the worker that runs this workflow task."""
+        policy = policy_for(workflow.info().task_queue)
+        return Preparation(
+            recipient=self._request.recipient,
+            recipient_stored=False,
+            quiet_hours_until=None,
+            retry={c: policy.retry[c] for c in self._request.all_channels if c in policy.retry},
+            push_success=policy.push_success,
+        )
 
     async def _sleep_until(self, when: datetime, phase: Phase, why: str) -> None:
         """Sleep durably until `when`, waking early for cancel, reschedule or expiry."""
@@ -653,7 +723,9 @@ class NotificationWorkflow:
         if self._state.phase is phase:
             return
         self._state.phase = phase
-        workflow.upsert_search_attributes([sa.NOTIFICATION_STATUS.value_set(phase.value)])
+        if self._status_attribute != phase.value:
+            workflow.upsert_search_attributes([sa.NOTIFICATION_STATUS.value_set(phase.value)])
+            self._status_attribute = phase.value
 
     def _finish(self, phase: Phase, reason: str | None = None) -> None:
         self._set_phase(phase)
