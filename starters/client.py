@@ -47,6 +47,7 @@ from tidings.models import (
     DEFAULT_TASK_QUEUE,
     RECIPIENT_SEPARATOR,
     WORKFLOW_ID_PREFIX,
+    Channel,
     DeliveryInput,
     DeliveryStatus,
     NotificationInput,
@@ -243,6 +244,7 @@ class TidingsClient:
         templates_dir: Path | None = None,
         eager_start: bool = False,
         recipient_hash_key: bytes | None = None,
+        capped_channels: frozenset[Channel] = frozenset(),
     ) -> None:
         self.client = client
         self.task_queue = task_queue
@@ -250,17 +252,27 @@ class TidingsClient:
         self.eager_start = eager_start
         # codec.hash_recipient_ids: `RecipientId` holds HMAC-SHA256(key, id), set and queried here
         self.recipient_hash_key = recipient_hash_key
+        # channels the workers' default frequency caps ([frequency_caps]) apply to: notifications
+        # on them go through the store's counters (see `initial_phase`)
+        self.capped_channels = capped_channels
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> TidingsClient:
         from tidings.workers.worker import connect
 
         settings = settings or load_settings()
+        return cls.for_settings(await connect(settings), settings)
+
+    @classmethod
+    def for_settings(cls, client: Client, settings: Settings) -> TidingsClient:
+        """A client over an open Temporal connection, configured as `settings` say: task queue,
+        templates, recipient-id hashing and the channels with default frequency caps."""
         return cls(
-            await connect(settings),
+            client,
             task_queue=settings.temporal.task_queue,
             templates_dir=settings.templates.directory,
             recipient_hash_key=recipient_hash_key(settings),
+            capped_channels=settings.frequency_caps.capped_channels(),
         )
 
     async def __aenter__(self) -> TidingsClient:
@@ -344,7 +356,7 @@ class TidingsClient:
         )
 
     def _search_attributes(self, item: NotificationInput) -> TypedSearchAttributes:
-        attributes = search_attributes_for(item, initial_phase(item))
+        attributes = search_attributes_for(item, initial_phase(item, self.capped_channels))
         if self.recipient_hash_key is None:
             return attributes
         hashed = recipient_search_value(self.recipient_hash_key, item.recipient_id)

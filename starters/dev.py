@@ -55,7 +55,7 @@ from temporalio.client import Client
 
 from tidings.activities.store.factory import open_store
 from tidings.api.app import context_of, create_app
-from tidings.codec import generate_key, recipient_hash_key
+from tidings.codec import generate_key
 from tidings.models import Recipient
 from tidings.receiver.app import Receiver
 from tidings.sandbox.apns import ApnsSandbox
@@ -548,12 +548,7 @@ async def _run_services(
         api_app = create_app(
             settings,
             store,
-            TidingsClient(
-                client,
-                task_queue=settings.temporal.task_queue,
-                templates_dir=settings.templates.directory,
-                recipient_hash_key=recipient_hash_key(settings),
-            ),
+            TidingsClient.for_settings(client, settings),
             demo_subscriber=DEMO_SUBSCRIBER,
         )
         api = UvicornServer(api_app, port=settings.api.port)

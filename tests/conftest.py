@@ -233,5 +233,7 @@ async def tidings(
     config["interceptors"] = [*config["interceptors"], started]
     client = Client(**config)
     async with running_worker(client, settings, store, task_queue=task_queue):
-        yield TidingsClient(client, task_queue=task_queue)
+        yield TidingsClient(
+            client, task_queue=task_queue, capped_channels=settings.frequency_caps.capped_channels()
+        )
     await assert_histories_replay(client, started.ids)

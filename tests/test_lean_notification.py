@@ -109,3 +109,20 @@ def test_an_immediate_notification_starts_as_sending_and_a_scheduled_one_as_sche
     [later] = validate_request(request("lean-6", schedule_at="2030-01-01T09:00:00+00:00"))
     assert initial_phase(now) is Phase.sending
     assert initial_phase(later) is Phase.scheduled
+
+
+def test_default_frequency_caps_send_an_inline_recipient_through_the_store() -> None:
+    """The workers' default caps need the store's counters: a client that knows them starts a
+    notification they may apply to as `scheduled`, so the workflow prepares it with the store (and
+    a replay on a worker with other settings takes the same path, from the start event)."""
+    from tidings.models import Channel
+    from tidings.starters.client import validate_request
+    from tidings.workflows.notification import initial_phase
+
+    [plain] = validate_request(request("lean-7"))
+    [critical] = validate_request(request("lean-8", priority="critical"))
+    channel = plain.channels[0].channel
+    other = next(c for c in Channel if c is not channel)
+    assert initial_phase(plain, frozenset({channel})) is Phase.scheduled
+    assert initial_phase(plain, frozenset({other})) is Phase.sending
+    assert initial_phase(critical, frozenset({channel})) is Phase.sending  # never capped

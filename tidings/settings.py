@@ -439,6 +439,10 @@ class FrequencyCapSettings(Section):
     def policy_for(self, category: str | None) -> CapPolicy:
         return self.category_policy.get(category, self.policy) if category else self.policy
 
+    def capped_channels(self) -> frozenset[Channel]:
+        """The channels these defaults cap (those with at least one rule)."""
+        return frozenset(channel for channel in Channel if getattr(self, channel.value, None))
+
 
 def _default_retry() -> dict[Channel, RetrySpec]:
     return {

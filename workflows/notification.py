@@ -82,12 +82,23 @@ def search_attributes_for(request: NotificationInput, phase: Phase) -> TypedSear
     return TypedSearchAttributes(search_attribute_pairs(request, phase))
 
 
-def initial_phase(request: NotificationInput) -> Phase:
+def initial_phase(request: NotificationInput, capped_channels: frozenset[Channel] = frozenset()) -> Phase:
     """The NotificationStatus a notification starts with: `sending` when it is to go out now.
 
     An immediate notification thus needs no search-attribute update until its final phase (the
-    workflow only updates the attribute when the phase it shows differs; see `_set_phase`)."""
-    return Phase.scheduled if request.schedule_at is not None else Phase.sending
+    workflow only updates the attribute when the phase it shows differs; see `_set_phase`).
+
+    `sending` at start also lets an inline recipient be prepared in the workflow, without the
+    store (`_needs_store_preparation`). When the worker's default frequency caps
+    (`capped_channels`, from the same `[frequency_caps]` settings) may apply to the request, the
+    counters in the store are needed: such a notification starts as `scheduled`, which the start
+    event records, so a replay takes the same path whatever the replaying worker's settings."""
+    if request.schedule_at is not None:
+        return Phase.scheduled
+    cappable = request.priority is not Priority.critical and request.recipient is not None
+    if cappable and any(step.channel in capped_channels for step in request.channels):
+        return Phase.scheduled
+    return Phase.sending
 
 
 def search_attribute_pairs(request: NotificationInput, phase: Phase) -> list[SearchAttributePair[Any]]:
@@ -288,8 +299,9 @@ class NotificationWorkflow:
         A throttle, or frequency caps the inline recipient carries, need the store's counters too.
         The answer must follow from what history holds (the input, the start event), never from
         the worker's settings (`worker_policy`), or a replay on a worker configured differently
-        would take the other path and fail: so the worker's default frequency caps
-        (`[frequency_caps]`) do not apply on this path (see the README's frequency caps).
+        would take the other path and fail. The worker's default frequency caps therefore reach
+        this decision through the start event: a client that knows them starts a notification they
+        may apply to as `scheduled` (`initial_phase`).
 
         Replay safety: notifications started before this path existed ran the activity always, and
         were all started with NotificationStatus `scheduled` (or none); only a client of this
