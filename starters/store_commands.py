@@ -7,16 +7,21 @@
 `postgres` alone (and `sqlite` alone) means the store in the settings (`TIDINGS_STORE__DSN`), so
 the password stays out of the shell history and the process list; `postgres:DSN` also works.
 Copy everything with the workers and the receiver stopped: subscribers with their devices and
-preferences, inbox messages with their read state, handled callbacks and late receipts.
+preferences, inbox messages with their read, seen and archived state, handled callbacks and late
+receipts, topics with their subscriptions and opt-outs, broadcast audiences and per-recipient
+outcomes, API keys (hashes, scopes, revoked state) and send reservations (so frequency caps and
+throttles keep counting).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from tidings.activities.store.base import Store
+from tidings.activities.store.broadcast_tables import COPIED_TABLES
 from tidings.activities.store.factory import open_store, open_url
 from tidings.settings import Settings
 
@@ -34,42 +39,77 @@ async def _open(spec: str, settings: Settings, *, migrate: bool) -> Store:
     return await open_url(spec, migrate=migrate, connect_timeout=settings.store.timeout)
 
 
+KINDS = (
+    "subscribers",
+    "inbox_messages",
+    "seen_callbacks",
+    "late_receipts",
+    *COPIED_TABLES,
+    "api_keys",
+    "send_reservations",
+)
+"""What `tidings store copy` moves and reports, in copy order (a topic before its subscriptions)."""
+
+
+async def _batches(store: Store, batch_size: int = 500) -> AsyncIterator[tuple[str, list[Any]]]:
+    """Every row of every kind, in keyset-paginated batches: memory stays bounded by one batch."""
+    async for recipients in store.export(batch_size):
+        yield "subscribers", recipients
+    async for messages in store.inbox.export(batch_size):
+        yield "inbox_messages", messages
+    async for seen, late in store.receipts.export(batch_size):
+        if seen:
+            yield "seen_callbacks", seen
+        if late:
+            yield "late_receipts", late
+    for table in COPIED_TABLES:
+        async for rows in store.broadcasts.export_table(table, batch_size):
+            yield table, rows
+    async for keys in store.api_keys.export(batch_size):
+        yield "api_keys", keys
+    async for reservations in store.counters.export(batch_size):
+        yield "send_reservations", reservations
+
+
+async def _import(destination: Store, kind: str, rows: list[Any]) -> None:
+    if kind == "subscribers":
+        for recipient in rows:
+            await destination.put(recipient)
+    elif kind == "inbox_messages":
+        await destination.inbox.import_messages(rows)
+    elif kind == "seen_callbacks":
+        await destination.receipts.import_batch(rows, [])
+    elif kind == "late_receipts":
+        await destination.receipts.import_batch([], rows)
+    elif kind == "api_keys":
+        await destination.api_keys.import_keys(rows)
+    elif kind == "send_reservations":
+        await destination.counters.import_reservations(rows)
+    else:
+        await destination.broadcasts.import_table(kind, rows)
+
+
 async def counts(store: Store) -> dict[str, int]:
     """How many rows of each kind a store holds (reads everything: for copy checks and tests)."""
-    result = {"subscribers": 0, "inbox_messages": 0, "seen_callbacks": 0, "late_receipts": 0}
-    async for recipients in store.export():
-        result["subscribers"] += len(recipients)
-    async for messages in store.inbox.export():
-        result["inbox_messages"] += len(messages)
-    async for seen, late in store.receipts.export():
-        result["seen_callbacks"] += len(seen)
-        result["late_receipts"] += len(late)
+    result = dict.fromkeys(KINDS, 0)
+    async for kind, rows in _batches(store):
+        result[kind] += len(rows)
     return result
 
 
 async def copy_store(source: Store, destination: Store) -> dict[str, int]:
-    """Copy every row from `source` into an empty `destination`; returns what was copied."""
-    async for recipients in destination.export(batch_size=1):
-        if recipients:
-            raise StoreCopyError("the destination store already holds subscribers; copy into an empty one")
-    async for messages in destination.inbox.export(batch_size=1):
-        if messages:
-            raise StoreCopyError("the destination store already holds inbox messages; copy into an empty one")
-    async for seen, late in destination.receipts.export(batch_size=1):
-        if seen or late:
-            raise StoreCopyError("the destination store already holds receipts; copy into an empty one")
-    copied = {"subscribers": 0, "inbox_messages": 0, "seen_callbacks": 0, "late_receipts": 0}
-    async for recipients in source.export():
-        for recipient in recipients:
-            await destination.put(recipient)
-        copied["subscribers"] += len(recipients)
-    async for messages in source.inbox.export():
-        await destination.inbox.import_messages(messages)
-        copied["inbox_messages"] += len(messages)
-    async for seen, late in source.receipts.export():
-        await destination.receipts.import_batch(seen, late)
-        copied["seen_callbacks"] += len(seen)
-        copied["late_receipts"] += len(late)
+    """Copy every row from `source` into an empty `destination`; returns what was copied.
+
+    A destination holding anything is refused before a row is written, so running the copy again
+    changes nothing (and every import also leaves rows already there alone)."""
+    async for kind, rows in _batches(destination, batch_size=1):
+        if rows:
+            what = kind.replace("_", " ")
+            raise StoreCopyError(f"the destination store already holds {what}; copy into an empty one")
+    copied = dict.fromkeys(KINDS, 0)
+    async for kind, rows in _batches(source):
+        await _import(destination, kind, rows)
+        copied[kind] += len(rows)
     found = await counts(destination)
     if found != copied:
         raise StoreCopyError(f"copied {copied} but the destination holds {found}")

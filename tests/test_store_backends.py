@@ -25,17 +25,21 @@ from tests.postgres_fixture import PostgresServer
 from tidings.activities.store import common
 from tidings.activities.store.base import (
     InboxMessage,
+    InboxStateChange,
     Store,
     StoreSchemaError,
     StoreUnavailableError,
 )
+from tidings.activities.store.broadcast_tables import COPIED_TABLES
 from tidings.activities.store.factory import open_store
 from tidings.activities.store.postgres import PostgresStore
 from tidings.activities.store.postgres_migrations import MIGRATIONS as PG_MIGRATIONS
 from tidings.activities.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from tidings.activities.store.sqlite import SqliteStore
+from tidings.api.keys import Scope, new_key, verify_key
 from tidings.models import (
     Channel,
+    CounterLimit,
     DeliveryReceipt,
     Device,
     Phase,
@@ -43,10 +47,12 @@ from tidings.models import (
     QuietHours,
     ReceiptStatus,
     Recipient,
+    ReservationRequest,
 )
+from tidings.models.broadcasts import Audience, OutcomeStatus, RecipientOutcome, Topic
 from tidings.settings import Settings, SettingsError, StoreSettings, load_settings
 from tidings.starters.client import TidingsClient
-from tidings.starters.store_commands import copy_store, counts
+from tidings.starters.store_commands import KINDS, StoreCopyError, copy_store, counts
 from tidings.workers.worker import running_worker
 
 # Every schema version this build has (others are reserved for features on other branches).
@@ -450,48 +456,207 @@ async def test_cli_on_postgres(postgres_server: PostgresServer) -> None:
     assert "cannot connect to the PostgreSQL store at 127.0.0.1:1/" in error
 
 
+CAP = CounterLimit(counter="channel:email", limit=2, window=timedelta(days=1), what="email frequency cap")
+
+
+def reservation(notification_id: str, hours_ago: int = 1) -> ReservationRequest:
+    at = datetime.now(UTC) - timedelta(hours=hours_ago)
+    return ReservationRequest(recipient_id="user-001", notification_id=notification_id, at=at, limits=[CAP])
+
+
+async def fill_every_table(store: Store) -> dict[str, str]:
+    """Rows in every table `tidings store copy` moves; returns the API keys' texts by name."""
+    recipients = [full_recipient(f"user-{i:03d}") for i in range(25)] + [Recipient(id="plain")]
+    for recipient in recipients:
+        await store.put(recipient)
+    for i in range(30):
+        await store.inbox.add(message(f"d{i:02d}", recipient_id=f"user-{i % 3:03d}", minutes_ago=i))
+    await store.inbox.mark_read("d03")
+    await store.inbox.archive("d04")
+    await store.inbox.change("user-002", "d05", InboxStateChange(seen=True))
+    await store.receipts.first_sighting("twilio:SM1:delivered")
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    await store.receipts.keep_late("notification-x", DeliveryReceipt(delivery_id="d1", status="read", at=at))
+    broadcasts = store.broadcasts
+    await broadcasts.create_topic(Topic(key="news", name="News"))
+    await broadcasts.create_topic(Topic(key="ops"))
+    await broadcasts.subscribe("news", [r.id for r in recipients])
+    await broadcasts.subscribe("ops", ["user-001", "plain"])
+    await broadcasts.set_topic_opt_out("news", "user-003")
+    await broadcasts.set_topic_opt_out("ops", "plain")
+    await broadcasts.add_audience("bc-1", ["user-001", "user-002", "plain"])
+    await broadcasts.record_outcomes(
+        [
+            RecipientOutcome(broadcast_id="bc-1", recipient_id="user-001", status=OutcomeStatus.sent,
+                             delivery_ids=["bc-1-user-001-email"]),
+            RecipientOutcome(broadcast_id="bc-1", recipient_id="user-002", status=OutcomeStatus.failed,
+                             reason="mailbox full"),
+            RecipientOutcome(broadcast_id="bc-1", recipient_id="plain", status=OutcomeStatus.skipped,
+                             reason="opted out of topic ops"),
+        ]
+    )  # fmt: skip
+    texts: dict[str, str] = {}
+    for name in ("ops", "old"):
+        texts[name], record = new_key(name, [Scope.send, Scope.read])
+        await store.api_keys.create(record)
+    assert await store.api_keys.revoke(record.id)
+    assert await store.counters.reserve(reservation("n1", hours_ago=3)) is None
+    assert await store.counters.reserve(reservation("n2")) is None
+    return texts
+
+
+async def every_row(store: Store) -> dict[str, list[Any]]:
+    """The content of every copied table, read in small keyset pages (so paging is exercised)."""
+    rows: dict[str, list[Any]] = {}
+    for table in COPIED_TABLES:
+        rows[table] = [r async for batch in store.broadcasts.export_table(table, batch_size=2) for r in batch]
+    rows["api_keys"] = [k async for batch in store.api_keys.export(batch_size=1) for k in batch]
+    rows["send_reservations"] = [r async for batch in store.counters.export(batch_size=1) for r in batch]
+    rows["subscribers"] = [r async for batch in store.export(batch_size=7) for r in batch]
+    rows["inbox_messages"] = [m async for batch in store.inbox.export(batch_size=7) for m in batch]
+    return rows
+
+
 async def test_copy_an_sqlite_install_to_postgres(tmp_path: Path, postgres_server: PostgresServer) -> None:
     path = tmp_path / "old.sqlite3"
     source = await SqliteStore.open(path)
-    recipients = [full_recipient(f"user-{i:03d}") for i in range(25)] + [Recipient(id="plain")]
-    for recipient in recipients:
-        await source.put(recipient)
-    for i in range(30):
-        await source.inbox.add(message(f"d{i:02d}", recipient_id=f"user-{i % 3:03d}", minutes_ago=i))
-    await source.inbox.mark_read("d03")
-    await source.inbox.archive("d04")
-    await source.receipts.first_sighting("twilio:SM1:delivered")
-    at = datetime(2026, 6, 1, tzinfo=UTC)
-    await source.receipts.keep_late("notification-x", DeliveryReceipt(delivery_id="d1", status="read", at=at))
+    texts = await fill_every_table(source)
     expected = await counts(source)
+    before = await every_row(source)
     await source.aclose()
+    assert expected == {
+        "subscribers": 26, "inbox_messages": 30, "seen_callbacks": 1, "late_receipts": 1, "topics": 2,
+        "topic_subscriptions": 28, "topic_opt_outs": 2, "broadcast_audience": 3, "broadcast_outcomes": 3,
+        "api_keys": 2, "send_reservations": 2,
+    }  # fmt: skip
 
     dsn = await postgres_server.create_database()
     env = {**os.environ, "TIDINGS_STORE__DSN": dsn}
     copied = run_cli(env, "store", "copy", "--from", f"sqlite:{path}", "--to", "postgres")
     assert copied == {"copied": expected}
-    assert expected == {"subscribers": 26, "inbox_messages": 30, "seen_callbacks": 1, "late_receipts": 1}
+    copy = await PostgresStore.open(dsn)
+    try:
+        assert await every_row(copy) == before
+    finally:
+        await copy.aclose()
     again = run_cli(env, "store", "copy", "--from", f"sqlite:{path}", "--to", "postgres", code=2)
     assert "already holds subscribers" in again
+    for record in before["api_keys"]:
+        assert record.secret_sha256 not in again + json.dumps(copied)
 
     source = await SqliteStore.open(path)
     copy = await PostgresStore.open(dsn)
     try:
-        assert [r async for batch in copy.export() for r in batch] == sorted(recipients, key=lambda r: r.id)
-        for recipient_id in ("user-000", "user-001"):
+        assert await every_row(copy) == before, "running the copy again changed nothing"
+        assert await counts(copy) == expected
+        assert [r async for batch in copy.export() for r in batch] == before["subscribers"]
+        for recipient_id in ("user-000", "user-001", "user-002"):
             assert await copy.inbox.list(recipient_id, include_archived=True) == await source.inbox.list(
                 recipient_id, include_archived=True
             )
-            assert await copy.inbox.unread_count(recipient_id) == await source.inbox.unread_count(
-                recipient_id
-            )
+            assert await copy.inbox.counts(recipient_id) == await source.inbox.counts(recipient_id)
+        seen = await copy.inbox.get("d05")
+        assert seen is not None and seen.seen_at is not None
         assert await copy.receipts.late_receipts("notification-x") == await source.receipts.late_receipts(
             "notification-x"
         )
         assert not await copy.receipts.first_sighting("twilio:SM1:delivered")
+        # topics, subscriptions and opt-outs
+        news = await copy.broadcasts.get_topic("news")
+        assert news is not None and news.name == "News" and news.subscribers == 26
+        assert await copy.broadcasts.list_topics() == await source.broadcasts.list_topics()
+        assert await copy.broadcasts.topic_opt_outs("news", ["user-002", "user-003"]) == {"user-003"}
+        assert await copy.broadcasts.topic_opt_outs("ops", ["plain", "user-001"]) == {"plain"}
+        topic = Audience(kind="topic", topic="ops")
+        assert await copy.broadcasts.audience_page("", topic, "", 10) == ["plain", "user-001"]
+        # a list broadcast's audience and its outcomes (`tidings broadcast status --recipient`)
+        listed = Audience(kind="list")
+        assert await copy.broadcasts.audience_page("bc-1", listed, "", 10) == [
+            "plain",
+            "user-001",
+            "user-002",
+        ]
+        failed = await copy.broadcasts.outcome("bc-1", "user-002")
+        assert failed == await source.broadcasts.outcome("bc-1", "user-002")
+        assert (
+            failed is not None and failed.status == OutcomeStatus.failed and failed.reason == "mailbox full"
+        )
+        assert await copy.broadcasts.count_outcomes("bc-1") == await source.broadcasts.count_outcomes("bc-1")
+        # API keys: the copied hash still authenticates; the revoked key stays revoked
+        ops = await verify_key(copy.api_keys, texts["ops"])
+        assert ops is not None and ops.scopes == ["read", "send"]
+        assert await verify_key(copy.api_keys, texts["old"]) is None
+        assert await verify_key(source.api_keys, texts["old"]) is None
+        # send reservations: the cap (2 a day) is still full after the move, and a held one is held
+        refused = await copy.counters.reserve(reservation("n3"))
+        assert refused is not None and refused.counter == "channel:email"
+        assert await copy.counters.reserve(reservation("n2")) is None
+        assert (
+            await copy.counters.reserved("user-001", "channel:email", datetime.now(UTC) - timedelta(days=1))
+            == 2
+        )
     finally:
         await copy.aclose()
         await source.aclose()
+
+
+async def one_api_key(store: Store) -> None:
+    await store.api_keys.create(new_key("x", [Scope.read])[1])
+
+
+async def one_reservation(store: Store) -> None:
+    await store.counters.reserve(reservation("n9"))
+
+
+async def one_topic(store: Store) -> None:
+    await store.broadcasts.create_topic(Topic(key="t"))
+
+
+async def one_opt_out(store: Store) -> None:
+    await store.broadcasts.set_topic_opt_out("t", "u")
+
+
+async def one_outcome(store: Store) -> None:
+    outcome = RecipientOutcome(broadcast_id="b", recipient_id="u", status=OutcomeStatus.sent)
+    await store.broadcasts.record_outcomes([outcome])
+
+
+ONE_ROW: dict[str, Callable[[Store], Awaitable[None]]] = {
+    "api keys": one_api_key,
+    "send reservations": one_reservation,
+    "topics": one_topic,
+    "topic opt outs": one_opt_out,
+    "broadcast outcomes": one_outcome,
+}
+
+
+async def test_copy_back_to_sqlite_and_refuse_any_nonempty_table(tmp_path: Path, postgres_dsn: str) -> None:
+    """PostgreSQL to SQLite keeps every table too; a destination holding only (say) an API key or a
+    reservation is refused before anything is written."""
+    postgres = await PostgresStore.open(postgres_dsn)
+    back = await SqliteStore.open(tmp_path / "back.sqlite3")
+    try:
+        texts = await fill_every_table(postgres)
+        expected = await counts(postgres)
+        assert await copy_store(postgres, back) == expected
+        assert await every_row(back) == await every_row(postgres)
+        assert await verify_key(back.api_keys, texts["ops"]) is not None
+        assert await back.counters.reserve(reservation("n3")) is not None
+        assert (await back.broadcasts.outcome("bc-1", "plain")) == await postgres.broadcasts.outcome(
+            "bc-1", "plain"
+        )
+        for name, fill in ONE_ROW.items():
+            destination = await SqliteStore.open(tmp_path / f"{name}.sqlite3")
+            try:
+                await fill(destination)
+                with pytest.raises(StoreCopyError, match=f"already holds {name};"):
+                    await copy_store(postgres, destination)
+                assert (await counts(destination))["subscribers"] == 0
+            finally:
+                await destination.aclose()
+    finally:
+        await postgres.aclose()
+        await back.aclose()
 
 
 async def test_copy_an_old_release_file_and_back(tmp_path: Path, postgres_dsn: str) -> None:
@@ -503,7 +668,8 @@ async def test_copy_an_old_release_file_and_back(tmp_path: Path, postgres_dsn: s
     postgres = await PostgresStore.open(postgres_dsn)
     back = await SqliteStore.open(tmp_path / "back.sqlite3")
     try:
-        expected = {"subscribers": 2, "inbox_messages": 1, "seen_callbacks": 1, "late_receipts": 1}
+        expected = {**dict.fromkeys(KINDS, 0), "subscribers": 2, "inbox_messages": 1}
+        expected |= {"seen_callbacks": 1, "late_receipts": 1}
         assert await copy_store(source, postgres) == expected
         assert await copy_store(postgres, back) == expected
         assert [await back.get(r.id) for r in recipients] == recipients

@@ -221,6 +221,9 @@ class ApiKeyRecord(BaseModel):
     last_used_at: datetime | None = None
 
 
+ApiKeyRecords = list[ApiKeyRecord]
+
+
 class ApiKeyStore(Protocol):
     async def create(self, key: ApiKeyRecord) -> None: ...
 
@@ -234,6 +237,14 @@ class ApiKeyStore(Protocol):
 
     async def touch(self, key_id: str, at: datetime) -> None:
         """Record a use (callers throttle this: it is a write)."""
+        ...
+
+    def export(self, batch_size: int = 500) -> AsyncIterator[ApiKeyRecords]:
+        """Every key (hashes, scopes, revoked state), in id order, in batches (`tidings store copy`)."""
+        ...
+
+    async def import_keys(self, keys: ApiKeyRecords) -> None:
+        """Store keys as they are; ids already there are left alone (`tidings store copy`)."""
         ...
 
 

@@ -14,9 +14,9 @@ provider and the final status after, and a retried batch skips every recipient w
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from tidings.models import Recipient
 from tidings.models.broadcasts import Audience, OutcomeStatus, RecipientOutcome, Topic
@@ -66,6 +66,27 @@ _UPSERT_OUTCOME = (
 _MAX_IN = 1000
 
 
+class _CopiedTable(NamedTuple):
+    """How `tidings store copy` pages through one table: by its primary key, as stored."""
+
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    timestamps: tuple[str, ...] = ()
+
+
+# In copy order: subscriptions refer to their topic.
+COPIED_TABLES: dict[str, _CopiedTable] = {
+    "topics": _CopiedTable(("key", "name", "created_at"), ("key",), ("created_at",)),
+    "topic_subscriptions": _CopiedTable(("topic", "subscriber_id"), ("topic", "subscriber_id")),
+    "topic_opt_outs": _CopiedTable(("topic", "subscriber_id"), ("topic", "subscriber_id")),
+    "broadcast_audience": _CopiedTable(("broadcast_id", "recipient_id"), ("broadcast_id", "recipient_id")),
+    "broadcast_outcomes": _CopiedTable(
+        tuple(_OUTCOME_COLUMNS.split(", ")), ("broadcast_id", "recipient_id"), ("updated_at",)
+    ),
+}
+TableRows = list[tuple[Any, ...]]
+
+
 class UnknownTopicError(LookupError):
     def __init__(self, key: str) -> None:
         super().__init__(f"no topic {key!r}; create it with `tidings topic create {key}`")
@@ -88,6 +109,13 @@ def _outcome(row: Sequence[Any]) -> RecipientOutcome:
     )
 
 
+def _stored_values(spec: _CopiedTable, row: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(
+        datetime.fromisoformat(v) if c in spec.timestamps and isinstance(v, str) else v
+        for c, v in zip(spec.columns, row, strict=True)
+    )
+
+
 class BroadcastTables:
     """The broadcast part of one store (`store.broadcasts`)."""
 
@@ -99,6 +127,35 @@ class BroadcastTables:
     async def _write(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Run `sql` once per row in one transaction; the number of rows it changed."""
         raise NotImplementedError
+
+    # -- copying (`tidings store copy`)
+
+    async def export_table(self, table: str, batch_size: int = 500) -> AsyncIterator[TableRows]:
+        """Every row of one of `COPIED_TABLES`, in primary key order, in keyset pages; timestamps
+        as datetimes whichever backend stored them."""
+        spec = COPIED_TABLES[table]
+        key, columns = ", ".join(spec.key), ", ".join(spec.columns)
+        where = ""
+        after: tuple[Any, ...] = ()
+        while True:
+            rows = await self._rows(
+                f"SELECT {columns} FROM {table}{where} ORDER BY {key} LIMIT ?", [*after, batch_size]
+            )
+            if not rows:
+                return
+            yield [_stored_values(spec, row) for row in rows]
+            where = f" WHERE ({key}) > ({_marks(len(spec.key))})"
+            last = dict(zip(spec.columns, rows[-1], strict=True))
+            after = tuple(last[k] for k in spec.key)
+
+    async def import_table(self, table: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Store exported rows as they are; rows already there are left alone (a re-run)."""
+        spec = COPIED_TABLES[table]
+        return await self._write(
+            f"INSERT INTO {table} ({', '.join(spec.columns)}) VALUES ({_marks(len(spec.columns))}) "
+            "ON CONFLICT DO NOTHING",
+            rows,
+        )
 
     # -- topics
 

@@ -18,10 +18,22 @@ Old rows (older than the longest window, 31 days) of the recipient are deleted o
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Protocol
 
+from pydantic import AwareDatetime, BaseModel
+
 from tidings.models.caps import MAX_CAP_WINDOW, CounterLimit, Refusal, ReservationRequest, iso_duration
+
+
+class Reservation(BaseModel):
+    """One row of `send_reservations`, as `tidings store copy` moves it."""
+
+    notification_id: str
+    counter: str
+    recipient_id: str
+    reserved_at: AwareDatetime
 
 
 class SendCounters(Protocol):
@@ -32,6 +44,15 @@ class SendCounters(Protocol):
 
     async def reserved(self, recipient_id: str, counter: str, since: datetime) -> int:
         """How many reservations a recipient's counter holds since `since` (for status, tests)."""
+        ...
+
+    def export(self, batch_size: int = 500) -> AsyncIterator[list[Reservation]]:
+        """Every reservation, by (notification id, counter), in batches (`tidings store copy`):
+        copied, they keep counting against the caps in the new store."""
+        ...
+
+    async def import_reservations(self, reservations: list[Reservation]) -> None:
+        """Store reservations as they are; ones already there are left alone."""
         ...
 
 

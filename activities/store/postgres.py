@@ -35,6 +35,7 @@ from tidings.activities.store import common
 from tidings.activities.store.base import (
     INBOX_CHANNEL,
     ApiKeyRecord,
+    ApiKeyRecords,
     InboxCounts,
     InboxMessage,
     InboxMessages,
@@ -534,6 +535,10 @@ class PostgresInbox:
 
 
 _API_KEY_COLUMNS = "id, name, secret_sha256, scopes, created_at, revoked_at, last_used_at"
+_API_KEY_INSERT = (
+    f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES (%(id)s, %(name)s, %(secret_sha256)s,"
+    " %(scopes)s, %(created_at)s, %(revoked_at)s, %(last_used_at)s)"
+)
 
 
 class PostgresApiKeys:
@@ -544,11 +549,7 @@ class PostgresApiKeys:
         row = _params(key.model_dump())
 
         async def insert(conn: Connection) -> None:
-            await conn.execute(
-                f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES (%(id)s, %(name)s, %(secret_sha256)s,"
-                " %(scopes)s, %(created_at)s, %(revoked_at)s, %(last_used_at)s)",
-                row,
-            )
+            await conn.execute(_API_KEY_INSERT, row)
 
         await self._store.run(insert, retry=False)
 
@@ -581,6 +582,24 @@ class PostgresApiKeys:
             await conn.execute("UPDATE api_keys SET last_used_at = %s WHERE id = %s", (at, key_id))
 
         await self._store.run(touch)
+
+    async def export(self, batch_size: int = 500) -> AsyncIterator[ApiKeyRecords]:
+        after = ""
+        while True:
+            batch = await self._select("WHERE id > %s ORDER BY id LIMIT %s", (after, batch_size))
+            if not batch:
+                return
+            yield batch
+            after = batch[-1].id
+
+    async def import_keys(self, keys: ApiKeyRecords) -> None:
+        rows = [_params(k.model_dump()) for k in keys]
+
+        async def insert(conn: Connection) -> None:
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(_API_KEY_INSERT + " ON CONFLICT (id) DO NOTHING", rows)
+
+        await self._store.run(insert)
 
 
 _RECEIPT_COLUMNS = "workflow_id, delivery_id, provider_message_id, status, error_code, at, stored_at"

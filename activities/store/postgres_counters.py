@@ -4,13 +4,13 @@ another (a row lock would need a row: recipients given inline have none)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import psycopg
 
-from tidings.activities.store.counters import first_refusal, prune_before
+from tidings.activities.store.counters import Reservation, first_refusal, prune_before
 from tidings.activities.store.postgres_migrations import COUNTER_LOCK_SPACE
 from tidings.models import CounterLimit, Refusal, ReservationRequest
 
@@ -82,3 +82,40 @@ class PostgresCounters:
             return int(row[0]) if row else 0
 
         return await self._store.run(count)
+
+    async def export(self, batch_size: int = 500) -> AsyncIterator[list[Reservation]]:
+        after = ("", "")
+        while True:
+
+            async def page(conn: Connection, after: tuple[str, str] = after) -> list[Reservation]:
+                cur = await conn.execute(
+                    f"SELECT {_COLUMNS} FROM send_reservations WHERE (notification_id, counter) > (%s, %s)"
+                    " ORDER BY notification_id, counter LIMIT %s",
+                    (*after, batch_size),
+                )
+                return [
+                    Reservation(notification_id=n, counter=c, recipient_id=r, reserved_at=at)
+                    for n, c, r, at in await cur.fetchall()
+                ]
+
+            batch = await self._store.run(page)
+            if not batch:
+                return
+            yield batch
+            after = (batch[-1].notification_id, batch[-1].counter)
+
+    async def import_reservations(self, reservations: list[Reservation]) -> None:
+        rows = [(r.notification_id, r.counter, r.recipient_id, r.reserved_at) for r in reservations]
+
+        async def insert(conn: Connection) -> None:
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(
+                    f"INSERT INTO send_reservations ({_COLUMNS}) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    rows,
+                )
+
+        await self._store.run(insert)
+
+
+_COLUMNS = "notification_id, counter, recipient_id, reserved_at"

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from tidings.activities.store import common
 from tidings.activities.store.base import (
     ApiKeyRecord,
+    ApiKeyRecords,
     InboxCounts,
     InboxMessage,
     InboxMessages,
@@ -606,6 +607,10 @@ class SqliteInbox:
 
 
 _API_KEY_COLUMNS = "id, name, secret_sha256, scopes, created_at, revoked_at, last_used_at"
+_API_KEY_INSERT = (
+    f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES "
+    "(:id, :name, :secret_sha256, :scopes, :created_at, :revoked_at, :last_used_at)"
+)
 
 
 def _api_key(row: tuple[Any, ...]) -> ApiKeyRecord:
@@ -622,13 +627,7 @@ class SqliteApiKeys:
 
     async def create(self, key: ApiKeyRecord) -> None:
         row = _params(key.model_dump())
-        await self._store.write(
-            lambda db: db.execute(
-                f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES "
-                "(:id, :name, :secret_sha256, :scopes, :created_at, :revoked_at, :last_used_at)",
-                row,
-            )
-        )
+        await self._store.write(lambda db: db.execute(_API_KEY_INSERT, row))
 
     async def get(self, key_id: str) -> ApiKeyRecord | None:
         row = await self._store.run(
@@ -662,6 +661,26 @@ class SqliteApiKeys:
         await self._store.write(
             lambda db: db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (stamp, key_id))
         )
+
+    async def export(self, batch_size: int = 500) -> AsyncIterator[ApiKeyRecords]:
+        after = ""
+        while True:
+
+            def page(db: sqlite3.Connection, after: str = after) -> list[Any]:
+                query = f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE id > ? ORDER BY id LIMIT ?"
+                return db.execute(query, (after, batch_size)).fetchall()
+
+            rows = await self._store.run(page)
+            if not rows:
+                return
+            batch = [_api_key(tuple(r)) for r in rows]
+            yield batch
+            after = batch[-1].id
+
+    async def import_keys(self, keys: ApiKeyRecords) -> None:
+        rows = [_params(k.model_dump()) for k in keys]
+        insert = _API_KEY_INSERT + " ON CONFLICT (id) DO NOTHING"
+        await self._store.write(lambda db: db.executemany(insert, rows))
 
 
 _RECEIPT_COLUMNS = "workflow_id, delivery_id, provider_message_id, status, error_code, at, stored_at"

@@ -4,11 +4,11 @@ lock (`BEGIN IMMEDIATE`), which serialises them across threads and processes sha
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from tidings.activities.store.counters import first_refusal, prune_before
+from tidings.activities.store.counters import Reservation, first_refusal, prune_before
 from tidings.models import CounterLimit, Refusal, ReservationRequest
 
 T = TypeVar("T")
@@ -18,6 +18,8 @@ _MICROSECOND = timedelta(microseconds=1)
 
 class _Writes(Protocol):
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
 
 
 def _micros(at: datetime) -> int:
@@ -76,3 +78,34 @@ class SqliteCounters:
             ).fetchone()
         )
         return int(row[0])
+
+    async def export(self, batch_size: int = 500) -> AsyncIterator[list[Reservation]]:
+        after = ("", "")
+        while True:
+
+            def page(db: sqlite3.Connection, after: tuple[str, str] = after) -> list[Any]:
+                return db.execute(
+                    f"SELECT {_COLUMNS} FROM send_reservations WHERE (notification_id, counter) > (?, ?)"
+                    " ORDER BY notification_id, counter LIMIT ?",
+                    (*after, batch_size),
+                ).fetchall()
+
+            rows = await self._store.run(page)
+            if not rows:
+                return
+            yield [
+                Reservation(notification_id=n, counter=c, recipient_id=r, reserved_at=_instant(at))
+                for n, c, r, at in rows
+            ]
+            after = (rows[-1][0], rows[-1][1])
+
+    async def import_reservations(self, reservations: list[Reservation]) -> None:
+        rows = [(r.notification_id, r.counter, r.recipient_id, _micros(r.reserved_at)) for r in reservations]
+        await self._store.write(
+            lambda db: db.executemany(
+                f"INSERT OR IGNORE INTO send_reservations ({_COLUMNS}) VALUES (?, ?, ?, ?)", rows
+            )
+        )
+
+
+_COLUMNS = "notification_id, counter, recipient_id, reserved_at"
