@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from tidings.activities.broadcast import cancel_deferred_notifications
-from tidings.activities.store.base import Store
-from tidings.activities.store.factory import open_store
+from tidings.activities.store.factory import store_session
 from tidings.models.broadcasts import FINAL_BROADCAST_PHASES, BroadcastProgress, OutcomeStatus, Topic
 from tidings.settings import Settings
 from tidings.starters.broadcasts import BroadcastNotFoundError, InvalidBroadcastError, parse_broadcast
@@ -26,15 +23,6 @@ EXIT_OK, EXIT_USAGE, EXIT_REFUSED = 0, 2, 3
 
 def _print(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
-
-
-@contextlib.asynccontextmanager
-async def _store(settings: Settings) -> AsyncIterator[Store]:
-    store = await open_store(settings.store)
-    try:
-        yield store
-    finally:
-        await store.aclose()
 
 
 def read_recipients_file(path: str) -> list[str]:
@@ -73,7 +61,7 @@ def broadcast_request(args: argparse.Namespace, request: dict[str, Any]) -> dict
 async def send_broadcast(args: argparse.Namespace, settings: Settings, request: dict[str, Any]) -> int:
     parsed = parse_broadcast(broadcast_request(args, request), settings.templates.directory)
     client = await TidingsClient.connect(settings)
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         handle = await client.broadcast(parsed, store)
     line: dict[str, Any] = {
         "broadcast_id": handle.broadcast_id,
@@ -91,21 +79,21 @@ async def send_broadcast(args: argparse.Namespace, settings: Settings, request: 
 
 async def _topic_create(args: argparse.Namespace, settings: Settings) -> int:
     topic = Topic(key=args.key, name=args.name)
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         created = await store.broadcasts.create_topic(topic)
     _print({"key": topic.key, "created": created})
     return EXIT_OK
 
 
 async def _topic_list(args: argparse.Namespace, settings: Settings) -> int:
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         topics = await store.broadcasts.list_topics()
     _print([t.model_dump(mode="json", exclude_none=True) for t in topics])
     return EXIT_OK
 
 
 async def _topic_show(args: argparse.Namespace, settings: Settings) -> int:
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         topic = await store.broadcasts.get_topic(args.key)
         if topic is None:
             raise LookupError(f"no topic {args.key!r}; `tidings topic list` shows them")
@@ -115,14 +103,14 @@ async def _topic_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _topic_delete(args: argparse.Namespace, settings: Settings) -> int:
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         deleted = await store.broadcasts.delete_topic(args.key)
     _print({"key": args.key, "deleted": deleted})
     return EXIT_OK if deleted else EXIT_REFUSED
 
 
 async def _topic_subscribe(args: argparse.Namespace, settings: Settings) -> int:
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         if args.unsubscribe:
             changed = await store.broadcasts.unsubscribe(args.key, args.subscribers)
         else:
@@ -132,7 +120,7 @@ async def _topic_subscribe(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _topic_opt_out(args: argparse.Namespace, settings: Settings) -> int:
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         changed = await store.broadcasts.set_topic_opt_out(args.key, args.subscriber, not args.undo)
     _print({"key": args.key, "subscriber": args.subscriber, "opted_out": not args.undo, "changed": changed})
     return EXIT_OK
@@ -158,7 +146,7 @@ def progress_line(p: BroadcastProgress, width: int = 30) -> str:
 
 async def _status(args: argparse.Namespace, settings: Settings) -> int:
     if args.recipient or args.failed:
-        async with _store(settings) as store:
+        async with store_session(settings.store) as store:
             if args.recipient:
                 outcome = await store.broadcasts.outcome(args.id, args.recipient)
                 if outcome is None:
@@ -205,7 +193,7 @@ async def _cancel(args: argparse.Namespace, settings: Settings, client: TidingsC
     try:
         outcome = await client.broadcast_handle(args.id).cancel(args.reason)
     except BroadcastNotFoundError:
-        async with _store(settings) as store:
+        async with store_session(settings.store) as store:
             waiting = await cancel_deferred_notifications(client.client, store, args.id, args.reason)
         _print(
             {"accepted": waiting > 0, "reason": "broadcast already finished", "deferred_cancelled": waiting}

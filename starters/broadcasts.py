@@ -26,7 +26,6 @@ from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowHandle,
-    WorkflowUpdateFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -34,7 +33,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from tidings import search_attributes as sa
@@ -48,6 +47,7 @@ from tidings.models.broadcasts import (
     BroadcastRequest,
     broadcast_workflow_id,
 )
+from tidings.starters.updates import ask_update
 from tidings.validation import validation_message
 
 AUDIENCE_CHUNK = 1000
@@ -149,22 +149,14 @@ class BroadcastHandle:
         return await self._update("set_rate", rate)
 
     async def _update(self, name: str, *args: Any) -> SignalOutcome:
-        try:
-            outcome: SignalOutcome = await self._handle.execute_update(
-                name, args=list(args), result_type=SignalOutcome
-            )
-            return outcome
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            return SignalOutcome(
-                accepted=False, reason=cause.message if isinstance(cause, ApplicationError) else str(cause)
-            )
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                raise BroadcastNotFoundError(
-                    f"no running broadcast with id {self.broadcast_id!r} (it may have finished)"
-                ) from None
-            raise
+        return await ask_update(
+            self._handle,
+            name,
+            list(args),
+            lambda: BroadcastNotFoundError(
+                f"no running broadcast with id {self.broadcast_id!r} (it may have finished)"
+            ),
+        )
 
 
 def broadcast_handle(client: Client, broadcast_id: str) -> BroadcastHandle:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from tidings.activities.store.base import Store, UnknownRecipientError
-from tidings.activities.store.factory import open_store
+from tidings.activities.store.factory import store_session
 from tidings.models import (
     CapRuleModel,
     CapRules,
@@ -248,7 +247,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     client = await TidingsClient.connect(settings)
     state: NotificationState = await client.status(args.id)
     output = state.model_dump(mode="json")
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         late = await store.receipts.late_receipts(state.workflow_id)
     if late:
         output["late_receipts"] = [r.model_dump(mode="json") for r in late]
@@ -341,15 +340,6 @@ async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- subscribers
 
 
-@contextlib.asynccontextmanager
-async def _store(settings: Settings) -> AsyncIterator[Store]:
-    store = await open_store(settings.store)
-    try:
-        yield store
-    finally:
-        await store.aclose()
-
-
 async def _existing(store: Store, recipient_id: str) -> Recipient:
     recipient = await store.get(recipient_id)
     if recipient is None:
@@ -370,7 +360,7 @@ _PROFILE_FIELDS = (
 
 
 async def cmd_subscriber_add(args: argparse.Namespace, settings: Settings, *, update: bool) -> int:
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         current = await _existing(store, args.id) if update else await store.get(args.id)
         if not update and current is not None:
             raise UsageError(f"subscriber {args.id!r} exists; use `tidings subscriber update`")
@@ -385,7 +375,7 @@ async def cmd_subscriber_add(args: argparse.Namespace, settings: Settings, *, up
 
 
 async def cmd_subscriber_show(args: argparse.Namespace, settings: Settings) -> int:
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         recipient = await _existing(store, args.id)
     _print_json(recipient.model_dump(mode="json"))
     return 0
@@ -436,7 +426,7 @@ _CAP_RULES: TypeAdapter[list[CapRuleModel]] = TypeAdapter(CapRules)
 async def cmd_subscriber_preferences(args: argparse.Namespace, settings: Settings) -> int:
     opt_out = [category_channel(s, "--opt-out-category-channel") for s in args.opt_out_category_channel or []]
     opt_in = [category_channel(s, "--opt-in-category-channel") for s in args.opt_in_category_channel or []]
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         prefs = (await _existing(store, args.id)).preferences.model_copy(deep=True)
         prefs.opted_out_channels |= {Channel(c) for c in args.opt_out_channel or []}
         prefs.opted_out_channels -= {Channel(c) for c in args.opt_in_channel or []}
@@ -475,14 +465,14 @@ async def cmd_subscriber_add_device(args: argparse.Namespace, settings: Settings
             else None,
         }
     )
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         recipient = await store.add_device(args.id, device)
     _print_json([d.model_dump(mode="json") for d in recipient.devices])
     return 0
 
 
 async def cmd_subscriber_remove_device(args: argparse.Namespace, settings: Settings) -> int:
-    async with _store(settings) as store:
+    async with store_session(settings.store) as store:
         recipient = await store.remove_device(args.id, args.device_id)
     _print_json([d.model_dump(mode="json") for d in recipient.devices])
     return 0

@@ -26,7 +26,6 @@ from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
-    WorkflowUpdateFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -35,7 +34,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.converter import DataConverter
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from tidings import search_attributes as sa
@@ -69,6 +68,7 @@ from tidings.starters.digests import (
     digest_search_attributes,
     items_or_error,
 )
+from tidings.starters.updates import ask_update
 from tidings.telemetry.tracing import SEND_SPAN, traced
 from tidings.validation import validation_message as validation_message
 from tidings.workflows.notification import NotificationWorkflow, initial_phase, search_attributes_for
@@ -421,27 +421,20 @@ class TidingsClient:
 
     async def cancel(self, notification_id: str, reason: str | None = None) -> SignalOutcome:
         """Cancel a waiting notification; refused (accepted=False) once delivery started."""
-        return await self._update(notification_id, NotificationWorkflow.cancel_update, reason)
+        return await self._update(notification_id, "cancel", reason)
 
     async def reschedule(self, notification_id: str, schedule_at: datetime) -> SignalOutcome:
         if schedule_at.utcoffset() is None:
             raise InvalidRequestError("schedule_at needs a UTC offset, e.g. 2030-01-01T09:00:00+00:00")
-        return await self._update(
-            notification_id, NotificationWorkflow.reschedule_update, schedule_at.isoformat()
-        )
+        return await self._update(notification_id, "reschedule", schedule_at.isoformat())
 
-    async def _update(self, notification_id: str, update: Any, arg: Any) -> SignalOutcome:
-        try:
-            outcome: SignalOutcome = await self.handle(notification_id).execute_update(update, arg)
-            return outcome
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            return SignalOutcome(accepted=False, reason=reason)
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                raise NotificationNotFoundError(
-                    f"no running notification with id {notification_id!r} (it may have finished)"
-                    f"{_id_hint(notification_id)}"
-                ) from None
-            raise
+    async def _update(self, notification_id: str, update: str, arg: Any) -> SignalOutcome:
+        return await ask_update(
+            self.handle(notification_id),
+            update,
+            [arg],
+            lambda: NotificationNotFoundError(
+                f"no running notification with id {notification_id!r} (it may have finished)"
+                f"{_id_hint(notification_id)}"
+            ),
+        )

@@ -15,9 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from tidings import search_attributes as sa
@@ -32,6 +31,7 @@ from tidings.models import (
     digest_variables,
     digest_workflow_id,
 )
+from tidings.starters.updates import ask_update
 from tidings.validation import validation_message
 
 
@@ -124,20 +124,14 @@ class DigestHandle:
         return await self._update("reschedule", closes_at.isoformat())
 
     async def _update(self, name: str, arg: Any) -> SignalOutcome:
-        try:
-            outcome: SignalOutcome = await self._handle().execute_update(name, arg, result_type=SignalOutcome)
-            return outcome
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            return SignalOutcome(
-                accepted=False, reason=cause.message if isinstance(cause, ApplicationError) else str(cause)
-            )
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                raise DigestNotFoundError(
-                    f"no collecting digest {self.key!r} for {self.recipient_id!r} (it may have been sent)"
-                ) from None
-            raise
+        return await ask_update(
+            self._handle(),
+            name,
+            [arg],
+            lambda: DigestNotFoundError(
+                f"no collecting digest {self.key!r} for {self.recipient_id!r} (it may have been sent)"
+            ),
+        )
 
 
 def digest_search_attributes(recipient_value: str) -> TypedSearchAttributes:

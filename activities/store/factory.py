@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from tidings.activities.store.base import Store
@@ -31,6 +33,16 @@ async def open_store(settings: StoreSettings, *, migrate: bool | None = None, ch
     from tidings.activities.store.sqlite import SqliteStore
 
     return await SqliteStore.open(Path(settings.sqlite_path), migrate=migrate, check=check)
+
+
+@contextlib.asynccontextmanager
+async def store_session(settings: StoreSettings) -> AsyncIterator[Store]:
+    """The configured store for the length of one command: opened, then closed whatever happens."""
+    store = await open_store(settings)
+    try:
+        yield store
+    finally:
+        await store.aclose()
 
 
 async def open_url(url: str, *, migrate: bool = True, connect_timeout: float = 5.0) -> Store:
