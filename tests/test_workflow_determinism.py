@@ -1,6 +1,6 @@
-"""NotificationWorkflow runs outside Temporal's sandbox in workers (tidings.workers.worker:
-`worker_runner`), so nothing stops its code at run time from reading the clock, drawing random
-numbers or doing I/O. These checks keep it deterministic instead:
+"""The workflows (notification, digest, broadcast) run outside Temporal's sandbox in workers
+(tidings.workers.worker: `worker_runner`), so nothing stops their code at run time from reading
+the clock, drawing random numbers or doing I/O. These checks keep it deterministic instead:
 
 - the code that runs inside the workflow (the modules below) calls nothing nondeterministic and
   imports no module that does I/O, threads or randomness (a static check of their syntax trees);
@@ -28,6 +28,8 @@ ROOT = Path(tidings.__file__).parent
 # Modules whose code runs inside the workflow (decisions, models it builds, Web UI texts).
 WORKFLOW_SIDE = [
     "workflows/notification.py",
+    "workflows/digest.py",
+    "workflows/broadcast.py",
     "workflows/inputs.py",
     "workflows/worker_policy.py",
     "planning.py",
@@ -39,7 +41,12 @@ WORKFLOW_SIDE = [
     *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "models").glob("*.py"))),
 ]
 # Imported by the workflow only for the names of its activities; their code runs in activities.
-ACTIVITY_NAMES_ONLY = {"tidings.activities.delivery", "tidings.activities.subscribers"}
+ACTIVITY_NAMES_ONLY = {
+    "tidings.activities.delivery",
+    "tidings.activities.subscribers",
+    "tidings.activities.broadcast",
+}
+WORKFLOWS = ["workflows/notification.py", "workflows/digest.py", "workflows/broadcast.py"]
 
 FORBIDDEN_MODULES = {
     "random", "secrets", "time", "socket", "ssl", "subprocess", "threading", "multiprocessing",
@@ -52,7 +59,9 @@ FORBIDDEN_CALLS = {
     "create_task", "run_in_executor", "to_thread", "get_event_loop", "get_running_loop",
 }  # fmt: skip
 # Calls by these names that are deterministic: the workflow API's own clock and ids.
-ALLOWED_CALLS = {("workflow", "now"), ("workflow", "uuid4")}
+# `asyncio.create_task` in a workflow runs on Temporal's deterministic event loop (the broadcast's
+# sliding window of batches); `to_thread`, `run_in_executor` and loop lookups stay forbidden.
+ALLOWED_CALLS = {("workflow", "now"), ("workflow", "uuid4"), ("asyncio", "create_task")}
 
 
 def _imported(tree: ast.AST) -> list[str]:
@@ -94,10 +103,11 @@ def test_workflow_side_code_calls_nothing_nondeterministic(module: str) -> None:
     assert not bad_calls, f"{module} calls {bad_calls}: use workflow.now()/workflow.uuid4(), no I/O"
 
 
-def test_the_workflow_imports_only_checked_modules_of_ours() -> None:
+@pytest.mark.parametrize("workflow_module", WORKFLOWS)
+def test_the_workflows_import_only_checked_modules_of_ours(workflow_module: str) -> None:
     checked = {"tidings." + m.removesuffix(".py").replace("/", ".") for m in WORKFLOW_SIDE}
     checked = {m.removesuffix(".__init__") for m in checked} | {"tidings.models", "tidings.telemetry"}
-    tree = ast.parse((ROOT / "workflows/notification.py").read_text())
+    tree = ast.parse((ROOT / workflow_module).read_text())
     ours = {n for n in _imported(tree) if n.startswith("tidings")}
     unchecked = {
         n

@@ -51,7 +51,7 @@ PASSTHROUGH_MODULES = ("tidings", "pydantic", "pydantic_core", "annotated_types"
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox the test suite's replayers run NotificationWorkflow in (see `worker_runner`)."""
+    """The sandbox the test suite's replayers run the workflows in (see `worker_runner`)."""
     phonenumbers.PhoneMetadata.load_all()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
@@ -59,14 +59,14 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def worker_runner() -> UnsandboxedWorkflowRunner:
-    """What workers run NotificationWorkflow in: no sandbox.
+    """What workers run the workflows (notification, digest, broadcast) in: no sandbox.
 
     The sandbox cost about a third of the worker's CPU per notification (its own setup per run and
-    re-entering it for every payload conversion; see bench/notifications.py and
-    docs/perf-readme-section.md), and it caused the phonenumbers lock deadlock. Determinism is
-    kept by other means instead: tests/test_workflow_determinism.py checks that the workflow's
-    modules call nothing nondeterministic, and every notification the test suite runs is replayed
-    inside this sandbox (`workflow_runner`), which refuses such calls at run time.
+    re-entering it for every payload conversion; see bench/notifications.py and the README's
+    Benchmarks), and it caused the phonenumbers lock deadlock. Determinism is kept by other means
+    instead: tests/test_workflow_determinism.py checks that the workflows' modules call nothing
+    nondeterministic, and every workflow the test suite runs is replayed inside this sandbox
+    (`workflow_runner`), which refuses such calls at run time.
     """
     return UnsandboxedWorkflowRunner()
 
