@@ -24,6 +24,7 @@ from tidings.activities.store.base import Store
 from tidings.api.app import context_of, create_app
 from tidings.api.keys import Scope
 from tidings.models import Recipient
+from tidings.models.broadcasts import Topic
 from tidings.sandbox.asgi_server import UvicornServer
 from tidings.sandbox.smtp import SmtpSink
 from tidings.settings import Settings
@@ -86,7 +87,12 @@ async def shoot(page: Page, folder: Path, name: str) -> None:
 
 
 async def test_inbox_widget_live_read_and_preferences(
-    demo_server: UvicornServer, browser: Browser, api_key: ApiKeyMaker, smtp_sink: SmtpSink, tmp_path: Path
+    demo_server: UvicornServer,
+    browser: Browser,
+    api_key: ApiKeyMaker,
+    smtp_sink: SmtpSink,
+    store: Store,
+    tmp_path: Path,
 ) -> None:
     key = await api_key(Scope.send, Scope.read, Scope.subscribers)
     shots = tmp_path / "screenshots"
@@ -129,16 +135,22 @@ async def test_inbox_widget_live_read_and_preferences(
         assert state["destinations"][0]["engagement"][0]["kind"] == "read"
         assert not smtp_sink.received
 
-        # 4. the preference center: opt out of a category; the next one in it is skipped
+        # 4. the preference center: opt out of a category (the next one in it is skipped) and of a topic
+        await store.broadcasts.create_topic(Topic(key="release-notes", name="Release notes"))
+        await store.broadcasts.subscribe("release-notes", [DEMO])
         link = (await http.post(f"/v1/subscribers/{DEMO}/preference-link", headers=bearer(key))).json()["url"]
         path = urlsplit(link).path
         await page.goto(f"{demo_server.url}{path}")
         await expect(page.locator("text=security (always sent: not optional)")).to_be_visible()
         await page.locator('input[name="category:marketing"]').uncheck()
+        await expect(page.locator("text=Release notes (release-notes)")).to_be_visible()
+        await page.locator('input[name="topic:release-notes"]').uncheck()
         await shoot(page, shots, "5-preferences")
         await page.locator("button[type=submit]").click()
         await expect(page.locator(".message")).to_have_text("Saved.")
         await expect(page.locator('input[name="category:marketing"]')).not_to_be_checked()
+        await expect(page.locator('input[name="topic:release-notes"]')).not_to_be_checked()
+        assert await store.broadcasts.topic_opt_outs("release-notes", [DEMO]) == {DEMO}
         await shoot(page, shots, "6-saved")
         promo = {"id": "browser-2", "recipients": [DEMO], "category": "marketing",
                  "channels": [{"channel": "in_app"}], "content": {"title": "Sale!"}}  # fmt: skip

@@ -36,6 +36,30 @@ async def test_topics_and_subscriptions(any_store: Store) -> None:
     assert await b.get_topic("news") is None and await b.audience_size("x", TOPIC) == 0
 
 
+async def test_a_subscribers_topics_in_keyset_pages(any_store: Store) -> None:
+    b = any_store.broadcasts
+    keys = [f"t-{i:03d}" for i in range(1, 13)]
+    for key in [*keys, "not-mine"]:
+        await b.create_topic(Topic(key=key, name=key.upper()))
+    for key in keys:
+        await b.subscribe(key, ["ada", "bob"])
+    await b.subscribe("not-mine", ["bob"])
+    await b.set_topic_opt_out("t-002", "ada")
+    await b.set_topic_opt_out("t-003", "bob")  # bob's opt-out is not ada's
+    await b.set_topic_opt_out("not-mine", "ada")  # opted out but not subscribed: not listed
+    seen = []
+    after = ""
+    while page := await b.subscriber_topics("ada", after, limit=5):
+        assert len(page) <= 5
+        seen.extend(page)
+        after = page[-1].key
+    assert [t.key for t in seen] == keys
+    assert {t.key for t in seen if t.opted_out} == {"t-002"}
+    assert seen[0].name == "T-001"
+    assert [t.key for t in await b.subscriber_topics("bob", "t-011")] == ["t-012"]
+    assert await b.subscriber_topics("nobody") == []
+
+
 async def test_keyset_pages_cover_the_audience_once(any_store: Store) -> None:
     b = any_store.broadcasts
     ids = [f"user-{i:04d}" for i in range(1, 1001)]

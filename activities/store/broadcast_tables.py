@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from tidings.models import Recipient
-from tidings.models.broadcasts import Audience, OutcomeStatus, RecipientOutcome, Topic
+from tidings.models.broadcasts import Audience, OutcomeStatus, RecipientOutcome, SubscribedTopic, Topic
 
 # Migration 3, in each backend's column types (`{ts}`: timestamp type; `{c}`: collation making
 # keyset order byte order).
@@ -221,6 +221,24 @@ class BroadcastTables:
             )
             found.update(r[0] for r in rows)
         return found
+
+    async def subscriber_topics(
+        self, subscriber_id: str, after: str = "", limit: int = 100
+    ) -> list[SubscribedTopic]:
+        """The topics `subscriber_id` is subscribed to, in key order, with their opt-out flag (keyset
+        pages: pass the last key as `after`).
+
+        Walks `topics` by key and probes the (topic, subscriber_id) primary keys of the
+        subscriptions and opt-outs, so it needs no index by subscriber (no migration): a page
+        costs one index probe per topic passed over, whatever the topics' sizes."""
+        rows = await self._rows(
+            "SELECT t.key, t.name, EXISTS (SELECT 1 FROM topic_opt_outs o "
+            "WHERE o.topic = t.key AND o.subscriber_id = ?) FROM topics t "
+            "WHERE t.key > ? AND EXISTS (SELECT 1 FROM topic_subscriptions s "
+            "WHERE s.topic = t.key AND s.subscriber_id = ?) ORDER BY t.key LIMIT ?",
+            [subscriber_id, after, subscriber_id, limit],
+        )
+        return [SubscribedTopic(key=k, name=n, opted_out=bool(o)) for k, n, o in rows]
 
     # -- audiences
 

@@ -13,7 +13,7 @@ was issued, valid for an hour; and a POST whose `Origin` is not the API's own is
 from elsewhere can therefore neither forge nor replay a submission.
 
 Critical categories (`api.critical_categories`) are shown as not optional and cannot be turned
-off. Topics are not offered yet: topics are being added separately (another branch).
+off. Topics the recipient is subscribed to are listed with an opt-out each (preference_topics).
 """
 
 from __future__ import annotations
@@ -33,10 +33,17 @@ from pydantic import BaseModel, Field, ValidationError
 from tidings.activities.store.base import UnknownRecipientError
 from tidings.api.context import ApiContext, context
 from tidings.api.preference_rules import check_opt_outs
+from tidings.api.preference_topics import (
+    MAX_TOPICS_SHOWN,
+    check_topic_opt_outs,
+    set_topic_opt_outs,
+    topic_choices,
+)
 from tidings.api.problems import ApiProblem
 from tidings.api.subscriber_auth import subscriber
 from tidings.links import Purpose, verify_expiring
 from tidings.models import Channel, Preferences, QuietHours, Recipient
+from tidings.models.broadcasts import SubscribedTopic, TopicKey
 from tidings.models.fields import Category, TimeZoneName
 
 router = APIRouter(tags=["preferences"])
@@ -64,24 +71,35 @@ class PreferenceView(BaseModel):
     categories: list[CategoryChoice]
     quiet_hours: QuietHours | None
     timezone: str
+    topics: list[SubscribedTopic] = Field(
+        description=f"topics subscribed to, in key order, with `opted_out`; at most {MAX_TOPICS_SHOWN}"
+    )
+    more_topics: bool = Field(
+        description=f"subscribed to more than {MAX_TOPICS_SHOWN} topics: the rest are not listed"
+    )
 
 
 class PreferenceUpdate(BaseModel):
-    """The whole choice: channels and categories left out stay as they are."""
+    """The whole choice: channels, categories and topics left out stay as they are."""
 
     channels: dict[Channel, bool] = Field(default_factory=dict)
     categories: dict[Category, bool] = Field(default_factory=dict)
+    topic_opt_outs: dict[TopicKey, bool] = Field(
+        default_factory=dict,
+        description="topic key -> opted out; only topics subscribed to (else 422)",
+    )
     quiet_hours: QuietHours | None = None
     timezone: TimeZoneName | None = None
 
 
-def view(ctx: ApiContext, recipient: Recipient) -> PreferenceView:
+async def view(ctx: ApiContext, recipient: Recipient) -> PreferenceView:
     prefs = recipient.preferences
     critical = set(ctx.settings.api.critical_categories)
     offered = dict.fromkeys(
         [*ctx.settings.api.critical_categories, *ctx.settings.api.preference_categories,
          *sorted(prefs.opted_out_categories)]
     )  # fmt: skip
+    topics = await topic_choices(ctx.store, recipient.id)
     return PreferenceView(
         channels=[ChannelChoice(channel=c, enabled=c not in prefs.opted_out_channels) for c in Channel],
         categories=[
@@ -90,11 +108,14 @@ def view(ctx: ApiContext, recipient: Recipient) -> PreferenceView:
         ],
         quiet_hours=prefs.quiet_hours,
         timezone=recipient.timezone,
+        topics=topics.topics,
+        more_topics=topics.more,
     )
 
 
 async def apply(ctx: ApiContext, recipient_id: str, update: PreferenceUpdate) -> Recipient:
     recipient = await _existing(ctx, recipient_id)
+    await check_topic_opt_outs(ctx.store, recipient_id, update.topic_opt_outs)
     prefs = recipient.preferences.model_copy(deep=True)
     for channel, enabled in update.channels.items():
         (prefs.opted_out_channels.discard if enabled else prefs.opted_out_channels.add)(channel)
@@ -106,6 +127,7 @@ async def apply(ctx: ApiContext, recipient_id: str, update: PreferenceUpdate) ->
     recipient = await ctx.store.set_preferences(recipient_id, prefs)
     if update.timezone is not None and update.timezone != recipient.timezone:
         recipient = await ctx.store.set_timezone(recipient_id, update.timezone)
+    await set_topic_opt_outs(ctx.store, recipient_id, update.topic_opt_outs)
     return recipient
 
 
@@ -118,7 +140,7 @@ async def _existing(ctx: ApiContext, recipient_id: str) -> Recipient:
 
 @router.get("/v1/me/preferences", response_model=PreferenceView)
 async def my_preferences(ctx: Context, recipient_id: Annotated[str, Depends(subscriber)]) -> PreferenceView:
-    return view(ctx, await _existing(ctx, recipient_id))
+    return await view(ctx, await _existing(ctx, recipient_id))
 
 
 @router.put("/v1/me/preferences", response_model=PreferenceView)
@@ -126,7 +148,7 @@ async def set_my_preferences(
     body: PreferenceUpdate, ctx: Context, recipient_id: Annotated[str, Depends(subscriber)]
 ) -> PreferenceView:
     try:
-        return view(ctx, await apply(ctx, recipient_id, body))
+        return await view(ctx, await apply(ctx, recipient_id, body))
     except UnknownRecipientError:
         raise ApiProblem(404, "not found", "this subscriber no longer exists") from None
 
@@ -154,12 +176,13 @@ def _csrf_ok(key: bytes, link_token: str, value: str) -> bool:
     return hmac.compare_digest(value, _csrf(key, link_token, int(issued_text)))
 
 
-def _page(
+async def _page(
     ctx: ApiContext, token: str, recipient: Recipient, message: str | None = None, status: int = 200
 ) -> Response:
     assert ctx.link_key is not None
     html = _templates.get_template("preferences.html").render(
-        view=view(ctx, recipient),
+        view=await view(ctx, recipient),
+        max_topics=MAX_TOPICS_SHOWN,
         name=recipient.name,
         csrf=_csrf(ctx.link_key, token, int(time.time())),
         message=message,
@@ -171,7 +194,7 @@ def _page(
 
 @router.get("/preferences/{token}", response_class=HTMLResponse, include_in_schema=False)
 async def page(token: str, ctx: Context) -> Response:
-    return _page(ctx, token, await _existing(ctx, _link_subscriber(ctx, token)))
+    return await _page(ctx, token, await _existing(ctx, _link_subscriber(ctx, token)))
 
 
 def _same_origin(ctx: ApiContext, request: Request) -> bool:
@@ -194,7 +217,8 @@ async def submit(token: str, request: Request, ctx: Context) -> Response:
             403, "forbidden", "the form was not sent from this page (or is over an hour old); reload it"
         )
     recipient = await _existing(ctx, recipient_id)
-    current = view(ctx, recipient)
+    current = await view(ctx, recipient)
+    shown = set(form.getlist("topic_shown"))  # a topic subscribed to after the page was made stays as it is
     start, end = str(form.get("quiet_start") or ""), str(form.get("quiet_end") or "")
     try:
         update = PreferenceUpdate.model_validate(
@@ -205,9 +229,12 @@ async def submit(token: str, request: Request, ctx: Context) -> Response:
                 },
                 "quiet_hours": {"start": start, "end": end} if start and end else None,
                 "timezone": str(form.get("timezone") or recipient.timezone),
+                "topic_opt_outs": {
+                    t.key: f"topic:{t.key}" not in form for t in current.topics if t.key in shown
+                },
             }
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return _page(ctx, token, recipient, f"Not saved: {problems}", status=422)
-    return _page(ctx, token, await apply(ctx, recipient_id, update), "Saved.")
+        return await _page(ctx, token, recipient, f"Not saved: {problems}", status=422)
+    return await _page(ctx, token, await apply(ctx, recipient_id, update), "Saved.")

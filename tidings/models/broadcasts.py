@@ -49,6 +49,15 @@ class Topic(Model):
     subscribers: int | None = Field(default=None, description="filled in by `show`")
 
 
+class SubscribedTopic(Model):
+    """A topic one subscriber is subscribed to, and whether they opted out of it (the preference
+    center's list; `store.broadcasts.subscriber_topics`)."""
+
+    key: TopicKey
+    name: str | None = None
+    opted_out: bool = False
+
+
 class Audience(Model):
     """Who a broadcast goes to: every subscriber of `topic`, or the list stored for the broadcast
     (`broadcast_audience`, written by the client before the workflow starts)."""
