@@ -99,10 +99,9 @@ async def test_keyset_pages_filters_counts_and_changes(any_store: Store) -> None
     assert (await inbox.counts("u2")).unread == 1
 
 
-async def test_postgres_notify_reaches_another_process(store_opener: StoreOpener, store_backend: str) -> None:
+@pytest.mark.parametrize("store_backend", ["postgres"], indirect=True)  # LISTEN/NOTIFY is PostgreSQL's
+async def test_postgres_notify_reaches_another_process(store_opener: StoreOpener) -> None:
     """A worker's store object writes; another (an API process) hears it over LISTEN/NOTIFY."""
-    if store_backend != "postgres":
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite has its own test below")
     worker, api = await store_opener(), await store_opener()
     changes = api.inbox.changes()
     assert await asyncio.wait_for(anext(changes), 10) == ""  # listening
@@ -115,10 +114,9 @@ async def test_postgres_notify_reaches_another_process(store_opener: StoreOpener
     await changes.aclose()  # type: ignore[attr-defined]
 
 
-async def test_sqlite_changes_reach_another_connection(store_opener: StoreOpener, store_backend: str) -> None:
+@pytest.mark.parametrize("store_backend", ["sqlite"], indirect=True)  # the trigger-and-poll carrier
+async def test_sqlite_changes_reach_another_connection(store_opener: StoreOpener) -> None:
     """SQLite: a worker (or the CLI) in another process writes; triggers record it, the API polls."""
-    if store_backend != "sqlite":
-        pytest.skip("the trigger-and-poll carrier is SQLite's")
     worker, api = await store_opener(), await store_opener()
     changes = api.inbox.changes()
     assert await asyncio.wait_for(anext(changes), 2) == ""
