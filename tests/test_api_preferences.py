@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.api_support import LINK_KEY, ApiKeyMaker, bearer, subscriber_token
+from tests.api_support import LINK_KEY, ApiKeyMaker, bearer, flipped, subscriber_token
 from tidings.activities.delivery import PREFERENCES_LINK_TEXT, LinkTracking
 from tidings.activities.store.base import Store
 from tidings.activities.templates import TemplateRenderer
@@ -85,7 +85,7 @@ async def test_forms_are_protected_and_links_must_be_genuine(
         "forged csrf": (path, {**fields, "csrf": "9999999999.00"}, {}),
         "another page's origin": (path, fields, {"Origin": "https://evil.example"}),
         "cross-site fetch": (path, fields, {"Sec-Fetch-Site": "cross-site"}),
-        "tampered link": (f"/preferences/{body}.{mac[:-2]}AA", fields, {}),
+        "tampered link": (f"/preferences/{body}.{flipped(mac)}", fields, {}),
     }
     for what, (url, data, headers) in refused.items():
         response = await api.post(url, data=data, headers=headers)
@@ -94,7 +94,7 @@ async def test_forms_are_protected_and_links_must_be_genuine(
     assert member is not None and member.preferences.opted_out_categories == set()
     expired = expiring_token(LINK_KEY.encode(), Purpose.preferences, "member", timedelta(seconds=-1))[0]
     other_purpose = subscriber_token("member")
-    for bad in (expired, other_purpose, f"{body}.{mac[:-2]}AA", "junk"):
+    for bad in (expired, other_purpose, f"{body}.{flipped(mac)}", "junk"):
         response = await api.get(f"/preferences/{bad}")
         assert response.status_code == 403 and "not valid" in response.text
     # a csrf token belongs to its link: one from another subscriber's page does not work here

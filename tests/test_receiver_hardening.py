@@ -329,3 +329,18 @@ async def test_the_replay_log_keeps_no_usable_token(target: Target) -> None:
     with sqlite3.connect(target.store.path) as db:
         keys = [row[0] for row in db.execute("SELECT key FROM seen_callbacks WHERE key LIKE 'event:%'")]
     assert keys and not any(token.split(".")[0] in key or token.split(".")[1] in key for key in keys)
+
+
+def test_a_signature_is_accepted_only_in_its_canonical_encoding() -> None:
+    """base64url's last character carries unused bits: other spellings of the same MAC are refused,
+    so a token has exactly one valid form."""
+    from tidings.links import InvalidToken, Purpose, sign_token, verify_token
+
+    key = b"k" * 32
+    token = sign_token(key, Purpose.click, {"w": "notification-x", "d": "d1", "u": "https://example.com"})
+    body, _, mac = token.partition(".")
+    assert verify_token(key, token, Purpose.click)["d"] == "d1"
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for other in alphabet.replace(mac[-1], ""):
+        with pytest.raises(InvalidToken):
+            verify_token(key, f"{body}.{mac[:-1]}{other}", Purpose.click)

@@ -80,7 +80,8 @@ def verify_token(key: bytes, token: str, purpose: Purpose) -> dict[str, Any]:
     body, _, mac = token.partition(".")
     try:
         expected = hmac.new(key, body.encode(), hashlib.sha256).digest()
-        if not mac or not hmac.compare_digest(_unb64(mac), expected):
+        # compared as text: only the canonical encoding is accepted, not its padding-bit variants
+        if not mac or not hmac.compare_digest(mac.encode(), _b64(expected).encode()):
             raise InvalidToken("bad signature")
         payload = json.loads(_unb64(body))
     except (ValueError, UnicodeError, RecursionError) as exc:
