@@ -348,7 +348,7 @@ async def test_stream_delivers_counts_within_two_seconds(
             name, counts = await asyncio.wait_for(anext(events), 10)
             elapsed = asyncio.get_running_loop().time() - started
             assert (name, counts) == ("counts", {"unread": 1, "unseen": 1, "total": 1})
-            assert elapsed < 2.0 + 1.0, f"took {elapsed:.2f}s"  # 2 s, plus slack for the loaded test machine
+            assert elapsed < 2.0, f"took {elapsed:.2f}s"  # the issue: within 2 s
             with pytest.raises(TimeoutError):  # nothing of "live"'s reaches another subscriber's stream
                 await asyncio.wait_for(anext(their_events), 0.5)
 
@@ -386,14 +386,14 @@ async def test_a_write_anywhere_reaches_a_stream_on_another_api_process(
                 events = sse_events(response)
                 assert (await anext(events))[1]["total"] == 0
                 await worker.inbox.add(message("roam-1", 1, recipient="roaming"))
-                assert (await asyncio.wait_for(anext(events), 2.5))[1] == {
+                assert (await asyncio.wait_for(anext(events), 2))[1] == {
                     "unread": 1,
                     "unseen": 1,
                     "total": 1,
                 }
                 read = await on_a.post("/v1/inbox/messages/roam-1/seen", headers=bearer(token))
                 assert read.status_code == 200
-                assert (await asyncio.wait_for(anext(events), 2.5))[1] == {
+                assert (await asyncio.wait_for(anext(events), 2))[1] == {
                     "unread": 1,
                     "unseen": 0,
                     "total": 1,
