@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tidings.activities.store.factory import open_store
+from tidings.activities.store.factory import store_session
 from tidings.api.keys import Scope, new_key
 from tidings.settings import Settings
 
@@ -26,8 +26,7 @@ async def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _cmd_key(args: argparse.Namespace, settings: Settings) -> int:
-    store = await open_store(settings.store)
-    try:
+    async with store_session(settings.store) as store:
         keys = store.api_keys
         if args.key_command == "create":
             text, record = new_key(args.name, [Scope(s) for s in args.scope or []])
@@ -40,8 +39,6 @@ async def _cmd_key(args: argparse.Namespace, settings: Settings) -> int:
             if not await keys.revoke(args.id):
                 raise LookupError(f"no unrevoked API key with id {args.id!r} (see `tidings api-key list`)")
             _print({"id": args.id, "revoked": True})
-    finally:
-        await store.aclose()
     return 0
 
 

@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from tidings.activities.store.factory import open_store
+from tidings.activities.store.factory import open_store, store_session
 from tidings.api.app import context_of, create_app
 from tidings.codec import generate_key
 from tidings.models import Recipient
@@ -427,12 +427,9 @@ def dev_settings(
 async def send_demo(settings: Settings) -> None:
     from tidings.starters.client import TidingsClient
 
-    store = await open_store(settings.store)
-    try:
+    async with store_session(settings.store) as store:
         if await store.get(DEMO_SUBSCRIBER) is None:
             await store.put(DEMO_RECIPIENT)
-    finally:
-        await store.aclose()
     client = await TidingsClient.connect(settings)
     [handle] = await client.send(
         {

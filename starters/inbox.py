@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from tidings.activities.inbox import InboxMessage, InboxStore
-from tidings.activities.store.factory import open_store
+from tidings.activities.store.factory import store_session
 from tidings.models import Engagement, EngagementKind
 from tidings.settings import Settings
 
@@ -49,19 +49,15 @@ def _print(value: object) -> None:
 async def _cmd_read(args: argparse.Namespace, settings: Settings) -> int:
     from tidings.workers.worker import connect
 
-    store = await open_store(settings.store)
-    try:
+    async with store_session(settings.store) as store:
         client = await connect(settings)
         message, told = await mark_read(client, store.inbox, args.delivery_id, args.command_name == "read")
-    finally:
-        await store.aclose()
     _print({"message": message.model_dump(mode="json"), "notification_signalled": told})
     return 0
 
 
 async def _cmd_local(args: argparse.Namespace, settings: Settings) -> int:
-    store = await open_store(settings.store)
-    try:
+    async with store_session(settings.store) as store:
         inbox = store.inbox
         if args.inbox_command == "list":
             messages = await inbox.list(
@@ -73,8 +69,6 @@ async def _cmd_local(args: argparse.Namespace, settings: Settings) -> int:
             _print({"recipient_id": args.recipient_id, "unread": count})
         else:
             _print((await inbox.archive(args.delivery_id)).model_dump(mode="json"))
-    finally:
-        await store.aclose()
     return 0
 
 
