@@ -282,7 +282,11 @@ async def run_receiver(settings: Settings) -> None:
     try:
         receiver = Receiver(settings, await connect(settings), store.receipts, store)
         config = uvicorn.Config(
-            receiver.app(), host=settings.receiver.host, port=settings.receiver.port, log_level="warning"
+            receiver.app(),
+            host=settings.receiver.host,
+            port=settings.receiver.port,
+            log_level="warning",
+            access_log=False,  # receiver URLs carry signed tokens
         )
         await uvicorn.Server(config).serve()
     finally:

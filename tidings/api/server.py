@@ -16,7 +16,10 @@ async def run_api(settings: Settings) -> None:
     configure_logging(settings.logging.format)
     async with store_session(settings.store) as store:
         app = create_app(settings, store, await TidingsClient.connect(settings))
-        config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning")
+        # no access log: stream URLs carry subscriber tokens (EventSource cannot send headers)
+        config = uvicorn.Config(
+            app, host=settings.api.host, port=settings.api.port, log_level="warning", access_log=False
+        )
         try:
             await uvicorn.Server(config).serve()
         finally:
